@@ -1,0 +1,3 @@
+"""sai_mlflow: an experiment-tracking integrated trainer for Ultralytics YOLO."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""The `sai-mlflow` command group; each command lives in its own module and stays thin."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+
+
+class UsageError(click.ClickException):
+    """Bad usage or input: one clear message, exit code 2."""
+
+    exit_code = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sai-mlflow")
+def cli() -> None:
+    """Experiment-tracking integrated trainer for Ultralytics YOLO."""
+
+
+def _register() -> None:
+    from . import compare, preflight, registry, sync, train
+
+    for module in (train, compare, preflight, registry, sync):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,3 @@
+"""Placeholder: the commands of this module arrive with their issue."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""`train` and `make-synthetic`."""
+
+COMMANDS: list = []

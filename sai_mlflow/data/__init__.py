@@ -1,0 +1,1 @@
+"""Datasets: resolving data.yaml, synthetic fire/smoke data, audit and digest, /dev/shm staging."""

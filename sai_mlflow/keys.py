@@ -1,0 +1,133 @@
+"""Every tag, param and metric name of the public contract, written once.
+
+The MLflow UI, compare-runs and outside scripts depend on these names
+(see docs/metrics.md); change them only on purpose, together with the docs.
+"""
+
+from __future__ import annotations
+
+import re
+
+# --- tags -------------------------------------------------------------------
+TAG_BATCH_SIZE = "batch_size"
+TAG_BATCH_SIZE_EFFECTIVE = "batch_size_effective"
+TAG_CACHE_MODE = "cache_mode"
+TAG_DATA_ON_TMPFS = "data_on_tmpfs"
+TAG_GPU = "gpu"
+TAG_MODEL = "model"
+TAG_IMGSZ = "imgsz"
+TAG_STAGE = "stage"
+TAG_RUN_KIND = "run_kind"
+TAG_MEMORY_SOURCE = "memory_source"
+TAG_DATASET_DIGEST = "dataset_digest"
+
+CONTRACT_TAGS = (
+    TAG_BATCH_SIZE, TAG_BATCH_SIZE_EFFECTIVE, TAG_CACHE_MODE, TAG_DATA_ON_TMPFS, TAG_GPU,
+    TAG_MODEL, TAG_IMGSZ, TAG_STAGE, TAG_RUN_KIND, TAG_MEMORY_SOURCE, TAG_DATASET_DIGEST,
+)
+
+CACHE_MODES = ("none", "ram", "disk")
+RUN_KINDS = ("train", "probe", "import", "replay")
+MEMORY_SOURCES = ("nvml", "rss")
+
+# Written by compare-runs --tag-runs and preflight; not part of the run identity.
+TAG_VERDICT = "sai.verdict"
+TAG_REASONS = "sai.reasons"
+TAG_PREFLIGHT_PREFIX = "preflight."
+
+# --- params -----------------------------------------------------------------
+ENV_PARAMS = (
+    "env.python", "env.torch", "env.ultralytics", "env.mlflow", "env.cuda", "env.driver",
+    "env.gpu_name", "env.gpu_total_gib", "env.host_ram_gib", "env.shm_total_gib",
+)
+DATA_PARAMS = ("data.train_images", "data.val_images", "data.backgrounds", "data.corrupt", "data.bytes")
+
+# --- metrics: per batch (step = global 0-based batch index) -------------------
+BATCH_STEP_S = "batch/step_s"
+BATCH_DATA_WAIT_S = "batch/data_wait_s"
+BATCH_COMPUTE_S = "batch/compute_s"
+
+# --- metrics: memory samples --------------------------------------------------
+MEMORY_USED_GIB = "memory/used_gib"  # step = sample index, timestamp = wall clock
+MEMORY_WINDOW_PEAK_GIB = "memory/window_peak_gib"  # step = publish index
+
+# --- metrics: per epoch (step = 1-based epoch) --------------------------------
+TRAIN_LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
+VAL_LOSSES = ("val/box_loss", "val/cls_loss", "val/dfl_loss")
+VAL_PRECISION = "val/precision"
+VAL_RECALL = "val/recall"
+VAL_MAP50 = "val/mAP50"
+VAL_MAP50_95 = "val/mAP50-95"
+LR_KEYS = ("lr/pg0", "lr/pg1", "lr/pg2")
+EPOCH_TRAIN_PEAK_GIB = "epoch/train_peak_gib"
+EPOCH_VAL_PEAK_GIB = "epoch/val_peak_gib"
+EPOCH_TORCH_RESERVED_PEAK_GIB = "epoch/torch_reserved_peak_gib"
+EPOCH_TORCH_ALLOCATED_PEAK_GIB = "epoch/torch_allocated_peak_gib"
+EPOCH_STEP_S_MEDIAN = "epoch/step_s_median"
+EPOCH_DURATION_S = "epoch/duration_s"
+EPOCH_ETA_S = "epoch/eta_s"
+
+# Ultralytics' results keys -> contract keys (theirs hold parentheses MLflow rejects).
+ULTRALYTICS_METRIC_MAP = {
+    "metrics/precision(B)": VAL_PRECISION,
+    "metrics/recall(B)": VAL_RECALL,
+    "metrics/mAP50(B)": VAL_MAP50,
+    "metrics/mAP50-95(B)": VAL_MAP50_95,
+    **{k: k for k in TRAIN_LOSSES + VAL_LOSSES + LR_KEYS},
+}
+
+# --- metrics: summary (step 0, refreshed every epoch end) ---------------------
+SUMMARY_STEP_S_STEADY = "summary/step_s_steady"
+SUMMARY_STEP_S_P90 = "summary/step_s_p90"
+SUMMARY_WARMUP_BATCHES = "summary/warmup_batches"
+SUMMARY_IMAGES_PER_S = "summary/images_per_s"
+SUMMARY_DATA_WAIT_FRACTION = "summary/data_wait_fraction"
+SUMMARY_PEAK_GIB = "summary/peak_gib"
+SUMMARY_TOTAL_GIB = "summary/total_gib"
+SUMMARY_PEAK_FRACTION = "summary/peak_fraction"
+SUMMARY_BEST_MAP50 = "summary/best_mAP50"
+SUMMARY_BEST_MAP50_95 = "summary/best_mAP50-95"
+SUMMARY_EPOCHS_COMPLETED = "summary/epochs_completed"
+SUMMARY_EPOCHS_PLANNED = "summary/epochs_planned"
+SUMMARY_BATCHES_PER_EPOCH = "summary/batches_per_epoch"
+SUMMARY_ETA_FULL_S = "summary/eta_full_s"
+
+SUMMARY_KEYS = (
+    SUMMARY_STEP_S_STEADY, SUMMARY_STEP_S_P90, SUMMARY_WARMUP_BATCHES, SUMMARY_IMAGES_PER_S,
+    SUMMARY_DATA_WAIT_FRACTION, SUMMARY_PEAK_GIB, SUMMARY_TOTAL_GIB, SUMMARY_PEAK_FRACTION,
+    SUMMARY_BEST_MAP50, SUMMARY_BEST_MAP50_95, SUMMARY_EPOCHS_COMPLETED, SUMMARY_EPOCHS_PLANNED,
+    SUMMARY_BATCHES_PER_EPOCH, SUMMARY_ETA_FULL_S,
+)
+
+EPOCH_KEYS = (
+    *TRAIN_LOSSES, *VAL_LOSSES, VAL_PRECISION, VAL_RECALL, VAL_MAP50, VAL_MAP50_95, *LR_KEYS,
+    EPOCH_TRAIN_PEAK_GIB, EPOCH_VAL_PEAK_GIB, EPOCH_STEP_S_MEDIAN, EPOCH_DURATION_S, EPOCH_ETA_S,
+)
+GPU_ONLY_EPOCH_KEYS = (EPOCH_TORCH_RESERVED_PEAK_GIB, EPOCH_TORCH_ALLOCATED_PEAK_GIB)
+BATCH_KEYS = (BATCH_STEP_S, BATCH_DATA_WAIT_S, BATCH_COMPUTE_S)
+MEMORY_KEYS = (MEMORY_USED_GIB, MEMORY_WINDOW_PEAK_GIB)
+
+ALL_METRIC_KEYS = BATCH_KEYS + MEMORY_KEYS + EPOCH_KEYS + GPU_ONLY_EPOCH_KEYS + SUMMARY_KEYS
+
+# --- environment variables ----------------------------------------------------
+ENV_RUN_ID = "SAI_MLFLOW_RUN_ID"  # hands the open run to DDP workers / resumed processes
+RUN_ID_FILE = "mlflow_run_id.txt"  # kept next to the weights, for --resume
+
+GIB = float(2**30)
+
+_MLFLOW_KEY_RE = re.compile(r"^[/\w.\- :]*$")
+_BAD_CHARS_RE = re.compile(r"[^/\w.\- :]")
+
+
+def is_valid_key(key: str) -> bool:
+    """MLflow's own rule for metric/param/tag names."""
+    return bool(key) and len(key) <= 250 and _MLFLOW_KEY_RE.match(key) is not None
+
+
+def sanitize_key(key: str) -> str:
+    """Map a name MLflow would reject onto one it accepts: `a(b)` -> `a_b`."""
+    mapped = ULTRALYTICS_METRIC_MAP.get(key)
+    if mapped:
+        return mapped
+    cleaned = _BAD_CHARS_RE.sub("_", key).strip("_") or "_"
+    return cleaned[:250]

@@ -1,0 +1,58 @@
+"""Where runs are logged: the choice MLflow users expect, and the client for it.
+
+`--tracking-uri`, else MLFLOW_TRACKING_URI, else the embedded default (sqlite under ./mlruns,
+artifacts there too). Experiment: `--experiment`, else MLFLOW_EXPERIMENT_NAME, else the config's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_EXPERIMENT = "sai-mlflow"
+
+
+def default_tracking_uri(base: str | Path = "mlruns") -> str:
+    db = Path(base).resolve() / "mlflow.db"
+    return f"sqlite:///{db}"
+
+
+def resolve_tracking_uri(cli_value: str | None = None) -> str:
+    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def resolve_experiment(cli_value: str | None = None, config_value: str | None = None) -> str:
+    return cli_value or os.environ.get("MLFLOW_EXPERIMENT_NAME") or config_value or DEFAULT_EXPERIMENT
+
+
+def artifact_root_for(tracking_uri: str) -> str | None:
+    """For a local sqlite store, keep artifacts beside the database; others use the server's default."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def make_client(tracking_uri: str):
+    """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default."""
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def get_or_create_experiment(client, name: str) -> str:
+    """The experiment id for `name`, creating it (artifacts beside a local store) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root_for(client.tracking_uri))
+    except Exception:
+        exp = client.get_experiment_by_name(name)  # another process created it first
+        if exp is None:
+            raise
+        return exp.experiment_id
