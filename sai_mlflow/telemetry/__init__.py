@@ -1,0 +1,1 @@
+"""Clocks, memory samplers and the pure math over what they record."""
