@@ -1,0 +1,184 @@
+"""Typed, strict training config from YAML: a typo is an error naming the closest valid key.
+
+A config has our own sections (experiment, stage, tracking, synthetic) and `train:`, the
+Ultralytics trainer arguments, checked against Ultralytics' own argument set and types so a
+mistake stops here, before a model is built or GPU time is spent.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .data.synthetic import SyntheticSpec, parse_size
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says what to change."""
+
+
+def closest(word: str, options) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrackingSection(Strict):
+    memory_interval_s: float = Field(0.5, gt=0, le=60, description="memory sample period; <=1 s keeps peaks")
+    publish_interval_s: float = Field(5.0, gt=0, le=600, description="how often points are shipped to MLflow")
+    final_flush_timeout_s: float = Field(10.0, gt=0, le=600, description="longest wait for the store at the end")
+    log_model: bool = Field(True, description="log best.pt as an MLflow pyfunc model at the end")
+
+
+class SyntheticSection(Strict):
+    """Generate a synthetic dataset at `out` when `train.data` does not exist yet."""
+
+    out: str = "data/synthetic"
+    train: int = Field(64, ge=1)
+    val: int = Field(16, ge=1)
+    size: str = "160x96"
+    seed: int = 0
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        parse_size(v)
+        return v
+
+    def spec(self) -> SyntheticSpec:
+        w, h = parse_size(self.size)
+        return SyntheticSpec(train=self.train, val=self.val, width=w, height=h, seed=self.seed)
+
+
+class TrainConfig(Strict):
+    experiment: str = "sai-mlflow"
+    run_name: str | None = None
+    stage: str = ""
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    synthetic: SyntheticSection | None = None
+    train: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(None, exclude=True)
+
+    def train_args(self) -> dict[str, Any]:
+        """Ultralytics trainer overrides, as given (Ultralytics fills in the rest)."""
+        return dict(self.train)
+
+
+def _ultralytics_defaults() -> dict[str, Any]:
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    return DEFAULT_CFG_DICT
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set key=value`: a bare Ultralytics key goes under `train`, a dotted one to its section."""
+    defaults = _ultralytics_defaults()
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} is not key=value, e.g. --set batch=8")
+        key, _, raw = item.partition("=")
+        key, value = key.strip(), _parse_value(raw.strip())
+        if "." in key:
+            section, _, sub = key.partition(".")
+            target = doc.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {key}: '{section}' is not a section")
+            target[sub] = value
+        elif key in TrainConfig.model_fields and key not in ("train", "tracking", "synthetic", "source"):
+            doc[key] = value
+        elif key in defaults:
+            doc.setdefault("train", {})[key] = value
+        else:
+            raise ConfigError(f"--set {key}: unknown key{closest(key, list(defaults) + list(TrainConfig.model_fields))}")
+    return doc
+
+
+def _check_train_args(args: dict[str, Any]) -> None:
+    from ultralytics.cfg import check_cfg
+
+    defaults = _ultralytics_defaults()
+    for key in args:
+        if key not in defaults:
+            raise ConfigError(f"train.{key}: not an Ultralytics training argument{closest(key, defaults)}")
+    if "model" not in args:
+        raise ConfigError("train.model is required, e.g. model: yolov8n.yaml (no download) or yolov8s.pt")
+    if "data" not in args:
+        raise ConfigError("train.data is required: the path of a data.yaml")
+    batch = args.get("batch")
+    if batch is not None:
+        if isinstance(batch, bool) or not isinstance(batch, int | float):
+            raise ConfigError(f"train.batch={batch!r}: must be a number, e.g. batch: 16")
+        if batch <= 0 or (isinstance(batch, float) and not batch.is_integer()):
+            raise ConfigError(
+                f"train.batch={batch}: must be a positive whole number. AutoBatch (-1 or a fraction) is not "
+                "used here: pick the batch explicitly (compare-runs prints a suggested_batch from logged runs)"
+            )
+        args["batch"] = int(batch)
+    try:
+        check_cfg(dict(args), hard=True)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"train: {e}") from None
+
+
+def _format_validation(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent = TrainConfig
+            for p in err["loc"][:-1]:
+                ann = parent.model_fields.get(str(p))
+                parent = getattr(ann, "annotation", None) if ann else None
+                parent = next((a for a in getattr(parent, "__args__", (parent,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+                if parent is None:
+                    break
+            options = parent.model_fields if parent else {}
+            parts.append(f"{loc}: unknown key{closest(str(err['loc'][-1]), options)}")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, check_data: bool = True) -> TrainConfig:
+    """Load, override, validate. Raises ConfigError with one clear message."""
+    doc: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            doc = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"config file {p} must be a mapping of sections")
+    doc = apply_overrides(doc, list(overrides or []))
+    if not isinstance(doc.get("train", {}), dict):
+        raise ConfigError("train: must be a mapping of Ultralytics arguments")
+    try:
+        cfg = TrainConfig(**doc)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e)) from None
+    except TypeError as e:
+        raise ConfigError(str(e)) from None
+    _check_train_args(cfg.train)
+    cfg.source = str(path) if path else None
+    if check_data:
+        data = Path(str(cfg.train["data"])).expanduser()
+        if not data.exists() and cfg.synthetic is None:
+            raise ConfigError(f"train.data: {data} does not exist (make one with `sai-mlflow make-synthetic`, or fix the path)")
+    return cfg
