@@ -1,0 +1,66 @@
+"""A background thread that samples memory often and keeps per-phase peaks (sample often, log rarely).
+
+MLflow's own system metrics take a *mean* every 10 s, so the peak that decides an OOM vanishes;
+here every sample is kept and peaks are tracked exactly, per phase (train / val), with a sample
+taken at every phase switch so a short validation is never missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .memory import MemorySampler
+
+
+class MemoryMonitor:
+    def __init__(self, sampler: MemorySampler, interval_s: float = 0.5) -> None:
+        self.sampler = sampler
+        self.interval_s = interval_s
+        self.samples: list[tuple[int, float]] = []  # (wall ms, GiB), append-only
+        self.peak_gib = 0.0
+        self._phase = "setup"
+        self._phase_peak = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sai-memory", daemon=True)
+        self._failed = False
+
+    def start(self) -> "MemoryMonitor":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def sample(self) -> float | None:
+        try:
+            gib = self.sampler.used_gib()
+        except Exception:
+            self._failed = True
+            return None
+        with self._lock:
+            self.samples.append((int(time.time() * 1000), gib))
+            if gib > self._phase_peak:
+                self._phase_peak = gib
+            if gib > self.peak_gib:
+                self.peak_gib = gib
+        return gib
+
+    def switch_phase(self, phase: str) -> float:
+        """Start `phase`; return the peak of the phase that just ended (a sample is taken at the switch)."""
+        self.sample()
+        with self._lock:
+            ended = self._phase_peak
+            self._phase = phase
+            self._phase_peak = self.samples[-1][1] if self.samples else 0.0
+        return ended
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self.sample()
+        self.sampler.close()

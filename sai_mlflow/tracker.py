@@ -1,0 +1,325 @@
+"""The glue between Ultralytics' trainer and MLflow: one tracked run inside a training process.
+
+It reads the trainer's state at setup, batch and epoch boundaries, turns it into contract
+keys and hands batches to the background publisher. The per-batch methods touch only the
+clock; everything else happens a few times per epoch or on the publisher's thread.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from . import keys as K
+from .env_info import environment_params
+from .telemetry.clock import BatchClock
+from .telemetry.memory import sampler_for, torch_peaks_gib
+from .telemetry.monitor import MemoryMonitor
+from .telemetry.stats import median
+from .telemetry.summary import SummaryInputs, compute_summary
+from .tracking.publisher import Publisher
+from .tracking.settings import TrackingSettings
+from .tracking.sink import Batch, MlflowSink, Sink
+from .tracking.store import get_or_create_experiment, make_client
+
+SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
+REDACTED = "***redacted***"
+
+
+def redact(params: dict) -> dict[str, str]:
+    """No secrets in params: values of keys that look like tokens, passwords or keys are hidden."""
+    return {k: (REDACTED if SECRET_RE.search(k) else str(v)) for k, v in params.items()}
+
+
+def cache_mode(cache) -> str:
+    """Ultralytics `cache` -> the contract's none/ram/disk."""
+    if cache is True or str(cache).lower() in ("true", "ram"):
+        return "ram"
+    if str(cache).lower() == "disk":
+        return "disk"
+    return "none"
+
+
+def imgsz_int(imgsz) -> int:
+    """Ultralytics trains a list imgsz at its largest side (square letterbox/mosaic)."""
+    if isinstance(imgsz, list | tuple):
+        return int(max(imgsz))
+    return int(imgsz)
+
+
+def report(msg: str) -> None:
+    from ultralytics.utils import LOGGER
+
+    LOGGER.warning(msg)
+
+
+class RunTracker:
+    """Created in the process that logs (rank -1 or 0); `sink` may be given (tests), else MLflow."""
+
+    def __init__(self, trainer, settings: TrackingSettings | None = None, sink: Sink | None = None) -> None:
+        self.settings = settings or TrackingSettings.from_env()
+        self.disabled = False
+        self._failed_hooks: set[str] = set()
+        self.clock = BatchClock()
+        self.client = None
+        self.run_id = ""
+        self.resumed = False
+        self.existing_params: dict[str, str] = {}
+        self.mem_offset = 0
+        self.window_index = 0
+        self.requested_batch: int | None = None
+        self.batches_per_epoch: int | None = None
+        self.epoch_rows_start = 0
+        self.epoch_wall_start = time.time()
+        self.val_wall_start = 0.0
+        self.val_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []
+        self.map50: list[float] = []
+        self.map50_95: list[float] = []
+        self.last_train_epoch = 0
+        self.train_peak = 0.0
+        self.audit = getattr(trainer, "sai_audit", None)
+        self._batch_cursor = 0
+        self._mem_cursor = 0
+        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
+        self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
+        self.publisher = Publisher(
+            self.sink, [self._collect_batches, self._collect_memory],
+            interval_s=self.settings.publish_interval_s, report=report,
+        ).start()
+
+    # --- run resolution ---------------------------------------------------------------------------
+    def _open_mlflow_run(self, trainer) -> Sink:
+        s = self.settings
+        self.client = make_client(s.tracking_uri)
+        run_file = Path(trainer.wdir) / K.RUN_ID_FILE
+        run_id = s.run_id
+        if not run_id and trainer.args.resume and run_file.is_file():
+            run_id = run_file.read_text().strip()
+        if run_id:
+            run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
+            self.resumed = bool(trainer.args.resume)
+            self.existing_params = dict(run.data.params)
+            if self.resumed:
+                self._continue_steps(run_id)
+            if run.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+        else:
+            exp_id = get_or_create_experiment(self.client, s.experiment)
+            run = self.client.create_run(
+                exp_id, run_name=s.run_name or trainer.args.name,
+                tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
+            )
+            run_id = run.info.run_id
+        self.run_id = run_id
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(run_id + "\n")
+        return MlflowSink(self.client, run_id)
+
+    def _continue_steps(self, run_id: str) -> None:
+        """On resume, steps go on from what the store holds: strictly increasing, no overlap."""
+        for key, attr in ((K.BATCH_STEP_S, "batch"), (K.MEMORY_USED_GIB, "mem"), (K.MEMORY_WINDOW_PEAK_GIB, "win")):
+            hist = self.client.get_metric_history(run_id, key)
+            nxt = max((m.step for m in hist), default=-1) + 1
+            if attr == "batch":
+                self.clock.offset = nxt
+            elif attr == "mem":
+                self.mem_offset = nxt
+            else:
+                self.window_index = nxt
+
+    # --- collectors (publisher thread) --------------------------------------------------------------
+    def _collect_batches(self) -> Batch:
+        rows = self.clock.rows
+        n = len(rows)
+        start, self._batch_cursor = self._batch_cursor, n
+        base = self.clock.offset
+        wall = self.clock.wall_ms
+        pts = []
+        for i in range(start, n):
+            wait, compute, end = rows[i]
+            ts, step = wall(end), base + i
+            pts.append((K.BATCH_STEP_S, wait + compute, ts, step))
+            pts.append((K.BATCH_DATA_WAIT_S, wait, ts, step))
+            pts.append((K.BATCH_COMPUTE_S, compute, ts, step))
+        return Batch(metrics=pts)
+
+    def _collect_memory(self) -> Batch:
+        samples = self.monitor.samples
+        n = len(samples)
+        start, self._mem_cursor = self._mem_cursor, n
+        if start == n:
+            return Batch()
+        new = samples[start:n]
+        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(new)]
+        pts.append((K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index))
+        self.window_index += 1
+        return Batch(metrics=pts)
+
+    # --- setup ------------------------------------------------------------------------------------
+    def on_setup_done(self, trainer) -> None:
+        """After Ultralytics resolved every argument and built the loaders: params and tags."""
+        args = vars(trainer.args)
+        self.requested_batch = int(args.get("batch") or trainer.batch_size)
+        params = {**redact(args), **environment_params(trainer.device)}
+        if self.existing_params:  # resume: MLflow refuses changed values; keep the originals
+            params = {k: v for k, v in params.items() if k not in self.existing_params}
+        train_path = (trainer.data or {}).get("train")
+        on_tmpfs = False
+        if train_path:
+            from .data.audit import is_on_tmpfs
+
+            first = train_path[0] if isinstance(train_path, list) else train_path
+            on_tmpfs = is_on_tmpfs(first)
+        tags = {
+            K.TAG_BATCH_SIZE: str(self.requested_batch),
+            K.TAG_BATCH_SIZE_EFFECTIVE: str(trainer.batch_size),
+            K.TAG_CACHE_MODE: cache_mode(args.get("cache")),
+            K.TAG_DATA_ON_TMPFS: str(on_tmpfs).lower(),
+            K.TAG_GPU: self.monitor.sampler.name,
+            K.TAG_MODEL: Path(str(args.get("model"))).name,
+            K.TAG_IMGSZ: str(imgsz_int(args.get("imgsz"))),
+            K.TAG_STAGE: self.settings.stage,
+            K.TAG_RUN_KIND: "train",
+            K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
+        }
+        self.publisher.put(Batch(params=params, tags=tags))
+        data_yaml = args.get("data")
+        if self.audit is not None:
+            self._publish_audit(self.audit)
+        elif data_yaml:
+            threading.Thread(target=self._audit_in_background, args=(str(data_yaml),), daemon=True,
+                             name="sai-audit").start()
+
+    def _audit_in_background(self, data_yaml: str) -> None:
+        try:
+            from .data.audit import audit
+
+            self.audit = audit(data_yaml, check_images=True, workers=2)
+            self._publish_audit(self.audit)
+        except Exception as e:
+            report(f"sai_mlflow: dataset audit of {data_yaml} failed ({e}); data.* params and dataset_digest not logged")
+
+    def _publish_audit(self, a) -> None:
+        params = {k: v for k, v in a.as_params().items() if k not in self.existing_params}
+        self.publisher.put(Batch(params=params, tags={K.TAG_DATASET_DIGEST: a.digest}))
+        if self.client is not None and not self.resumed:
+            try:
+                from mlflow.entities import Dataset, DatasetInput, InputTag
+
+                ds = Dataset(name=Path(a.data_yaml).parent.name or "dataset", digest=a.digest,
+                             source_type="local", source=a.data_yaml)
+                self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+                    ds, tags=[InputTag("mlflow.data.context", "train")])])
+            except Exception as e:
+                report(f"sai_mlflow: could not log the dataset input ({e})")
+
+    def on_train_start(self, trainer) -> None:
+        self.batches_per_epoch = len(trainer.train_loader)
+        self.clock.offset = max(self.clock.offset, trainer.start_epoch * self.batches_per_epoch)
+
+    # --- epochs -----------------------------------------------------------------------------------
+    def on_epoch_start(self, trainer) -> None:
+        self.epoch_rows_start = len(self.clock.rows)
+        self.epoch_wall_start = time.time()
+        self.monitor.switch_phase("train")
+        self.clock.epoch_start()
+
+    def on_train_epoch_end(self, trainer) -> None:
+        self.train_peak = self.monitor.switch_phase("val")
+        self.val_wall_start = time.time()
+        self.last_train_epoch = trainer.epoch + 1
+
+    def on_fit_epoch_end(self, trainer) -> None:
+        epoch = trainer.epoch + 1
+        if epoch > self.last_train_epoch:
+            return  # Ultralytics' final validation of best.pt (logged at epochs+1): not an epoch
+        now = time.time()
+        val_peak = self.monitor.switch_phase("idle")
+        ts = int(now * 1000)
+        validated = bool(trainer.args.val) or epoch >= trainer.epochs or getattr(trainer, "stop", False) \
+            or getattr(getattr(trainer, "stopper", None), "possible_stop", False)
+        values: dict[str, float] = {}
+        for name, v in trainer.label_loss_items(trainer.tloss, prefix="train").items():
+            values[name] = float(v)
+        if validated:
+            for name, v in (trainer.metrics or {}).items():
+                if name in K.ULTRALYTICS_METRIC_MAP:
+                    values[K.ULTRALYTICS_METRIC_MAP[name]] = float(v)
+        for name, v in (getattr(trainer, "lr", None) or {}).items():
+            values[name] = float(v)
+        values[K.EPOCH_TRAIN_PEAK_GIB] = self.train_peak
+        values[K.EPOCH_VAL_PEAK_GIB] = val_peak
+        peaks = torch_peaks_gib(trainer.device)
+        if peaks:
+            values[K.EPOCH_TORCH_RESERVED_PEAK_GIB], values[K.EPOCH_TORCH_ALLOCATED_PEAK_GIB] = peaks
+        rows = self.clock.rows[self.epoch_rows_start:]
+        if rows:
+            values[K.EPOCH_STEP_S_MEDIAN] = median([w + c for w, c, _ in rows])
+        duration = now - self.epoch_wall_start
+        self.epoch_seconds.append(duration)
+        self.val_seconds.append(now - self.val_wall_start)
+        values[K.EPOCH_DURATION_S] = duration
+        values[K.EPOCH_ETA_S] = max(0, trainer.epochs - epoch) * (sum(self.epoch_seconds) / len(self.epoch_seconds))
+        if K.VAL_MAP50 in values:
+            self.map50.append(values[K.VAL_MAP50])
+        if K.VAL_MAP50_95 in values:
+            self.map50_95.append(values[K.VAL_MAP50_95])
+        points = [(k, v, ts, epoch) for k, v in values.items()]
+        summary = self._summary(trainer, epoch)
+        points += [(k, v, ts, 0) for k, v in summary.items()]
+        self.publisher.put(Batch(metrics=points, tags={K.TAG_BATCH_SIZE_EFFECTIVE: str(trainer.batch_size)}))
+
+    def _summary(self, trainer, epochs_completed: int) -> dict[str, float]:
+        rows = list(self.clock.rows)
+        return compute_summary(SummaryInputs(
+            step_s=[w + c for w, c, _ in rows],
+            data_wait_s=[w for w, _, _ in rows],
+            batch_size_effective=int(trainer.batch_size),
+            peak_gib=self.monitor.peak_gib or None,
+            total_gib=self.monitor.sampler.total_gib,
+            map50=self.map50, map50_95=self.map50_95,
+            epochs_completed=epochs_completed,
+            epochs_planned=int(trainer.epochs),
+            batches_per_epoch=self.batches_per_epoch,
+            val_s=self.val_seconds,
+        ))
+
+    # --- the end ------------------------------------------------------------------------------------
+    def finish(self, trainer, status: str | None) -> bool:
+        """Stop sampling, log the closing artifacts, ship everything (bounded wait). True if all arrived."""
+        self.monitor.stop()
+        save_dir = Path(trainer.save_dir)
+        try:
+            from .run_artifacts import write_batch_table, write_memory_timeline
+
+            table = write_batch_table(save_dir / "batch_timings.csv", self.clock)
+            self.publisher.put_artifact(str(table))
+            png = write_memory_timeline(save_dir / "memory_timeline.png", self.monitor.samples,
+                                        self.monitor.sampler.total_gib, self.monitor.sampler.source)
+            if png:
+                self.publisher.put_artifact(str(png))
+        except Exception as e:
+            report(f"sai_mlflow: could not write the run's tables/plots ({e})")
+        for name in ("results.csv", "args.yaml"):
+            if (save_dir / name).is_file():
+                self.publisher.put_artifact(str(save_dir / name))
+        for name in ("best.pt", "last.pt"):
+            if (Path(trainer.wdir) / name).is_file():
+                self.publisher.put_artifact(str(Path(trainer.wdir) / name), "weights")
+        if self.last_train_epoch:
+            self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0)
+                                              for k, v in self._summary(trainer, self.last_train_epoch).items()]))
+        complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
+        if not complete:
+            report(f"sai_mlflow: the tracking store did not take everything within "
+                   f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
+        return complete
+
+    def hook_failed(self, hook: str, error: BaseException) -> None:
+        """Tracking never kills training: a hook that fails is reported once and training goes on."""
+        if hook not in self._failed_hooks:
+            self._failed_hooks.add(hook)
+            report(f"sai_mlflow: tracking hook {hook} failed ({type(error).__name__}: {error}); training continues")

@@ -1,0 +1,134 @@
+"""Ships tracked data to a Sink from a background thread, in batches, every few seconds.
+
+The training thread only hands over references (collectors that read append-only lists, and
+small epoch-end dicts); every store call happens here. A failing store never raises into
+training: the first failure is reported once, the data stays queued and is retried with
+backoff, and recovery is reported once too.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from .sink import Batch, Sink
+
+Collector = Callable[[], Batch]
+Reporter = Callable[[str], None]
+
+MAX_BACKOFF_S = 60.0
+
+
+class Publisher:
+    def __init__(self, sink: Sink, collectors: list[Collector], interval_s: float = 5.0,
+                 report: Reporter = print) -> None:
+        self.sink = sink
+        self.collectors = collectors
+        self.interval_s = interval_s
+        self.report = report
+        self.pending = Batch()          # gathered but not yet acknowledged by the sink
+        self.artifacts: list[tuple[str, str | None]] = []
+        self.status: str | None = None  # terminal status to set once everything is written
+        self.sent_points = 0
+        self.failures = 0
+        self._queued = Batch()          # handed over by the training thread
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._cycles = 0
+        self._stopping = False
+        self._down_since: float | None = None
+        self._next_try = 0.0
+        self._backoff = 1.0
+        self._thread = threading.Thread(target=self._run, name="sai-publisher", daemon=True)
+
+    # --- training-thread side: cheap hand-overs ---------------------------------------------
+    def start(self) -> "Publisher":
+        self._thread.start()
+        return self
+
+    def put(self, batch: Batch) -> None:
+        with self._lock:
+            self._queued.extend(batch)
+
+    def put_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        with self._lock:
+            self.artifacts.append((path, artifact_path))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Ask for a publish now and wait (bounded) until one full cycle has run."""
+        with self._idle:
+            target = self._cycles + 2  # the cycle in flight may have gathered before our data arrived
+            self._wake.set()
+            return self._idle.wait_for(lambda: self._cycles >= target or not self._thread.is_alive(), timeout)
+
+    def close(self, status: str | None, timeout: float = 10.0) -> bool:
+        """Write everything, set the terminal status, stop. True when the store took it all in time."""
+        self.status = status
+        self._stopping = True
+        self._next_try = 0.0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._thread.is_alive():
+            self._wake.set()
+            self._thread.join(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+        return not self.has_backlog()
+
+    def has_backlog(self) -> bool:
+        return bool(self.pending) or bool(self._queued) or bool(self.artifacts) or self.status is not None
+
+    # --- publisher thread ---------------------------------------------------------------------
+    def _gather(self) -> None:
+        for collect in self.collectors:
+            try:
+                self.pending.extend(collect())
+            except Exception as e:  # a collector bug must not stop shipping the rest
+                self.report(f"sai_mlflow: a collector failed ({e!r}); its data is skipped this cycle")
+        with self._lock:
+            queued, self._queued = self._queued, Batch()
+        self.pending.extend(queued)
+
+    def _ship(self) -> None:
+        if time.monotonic() < self._next_try:
+            return
+        try:
+            if self.pending:
+                n = len(self.pending)
+                self.sink.write(self.pending)
+                self.pending = Batch()
+                self.sent_points += n
+            while self.artifacts:
+                self.sink.log_artifact(*self.artifacts[0])
+                self.artifacts.pop(0)
+            if self._stopping and self.status is not None:
+                self.sink.terminate(self.status)
+                self.status = None
+        except Exception as e:
+            self.failures += 1
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                self.report(f"sai_mlflow: the tracking store failed ({type(e).__name__}: {str(e)[:200]}); "
+                            "training continues, data is kept and retried")
+            self._next_try = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+            return
+        if self._down_since is not None:
+            self.report(f"sai_mlflow: the tracking store is back after {time.monotonic() - self._down_since:.0f} s; "
+                        "queued data sent")
+            self._down_since = None
+        self._backoff = 1.0
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            self._gather()
+            self._ship()
+            with self._idle:
+                self._cycles += 1
+                self._idle.notify_all()
+            if self._stopping and not self.has_backlog():
+                return
+            if self._stopping:
+                time.sleep(min(0.2, max(0.0, self._next_try - time.monotonic())))

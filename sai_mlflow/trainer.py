@@ -1,0 +1,146 @@
+"""`TrackedDetectionTrainer`: Ultralytics' DetectionTrainer with MLflow tracking built in.
+
+Callbacks are module-level functions registered in `__init__`, not bound methods and not
+`model.add_callback`: Ultralytics' DDP launcher rebuilds `trainer.__class__` from its module
+in a fresh process (ultralytics#6168), so only callbacks that the class itself installs
+survive, and module functions pickle by reference. Settings and the run id travel through
+the environment (see tracking/settings.py). Only rank -1/0 records; the launching process
+(rank -1) sets the run's final status.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import DEFAULT_CFG, RANK
+from ultralytics.utils import callbacks as ul_callbacks
+
+from .keys import ENV_RUN_ID
+from .tracker import RunTracker, report
+from .tracking.settings import TrackingSettings
+from .tracking.store import get_or_create_experiment, make_client
+
+ULTRALYTICS_MLFLOW_MODULE = "ultralytics.utils.callbacks.mlflow"
+
+
+def _tracker(trainer) -> RunTracker | None:
+    t = trainer.__dict__.get("sai_tracker")
+    return t if t is not None and not t.disabled else None
+
+
+def _guarded(hook: str, method: str):
+    """A callback that forwards to RunTracker.<method>, never raising into training."""
+
+    def callback(trainer) -> None:
+        t = _tracker(trainer)
+        if t is None:
+            return
+        try:
+            getattr(t, method)(trainer)
+        except Exception as e:
+            t.hook_failed(hook, e)
+
+    callback.__name__ = callback.__qualname__ = f"sai_{hook}"
+    callback.__module__ = __name__
+    return callback
+
+
+def on_pretrain_routine_start(trainer) -> None:
+    """Open (or attach to) the run and start sampling memory, before the model is built."""
+    if RANK not in {-1, 0} or trainer.__dict__.get("sai_tracker") is not None:
+        return
+    try:
+        trainer.sai_tracker = RunTracker(trainer)
+    except Exception as e:
+        trainer.sai_tracker = None
+        report(f"sai_mlflow: tracking is off for this run, the MLflow store could not be opened "
+               f"({type(e).__name__}: {str(e)[:300]}); training continues untracked")
+
+
+def on_train_batch_start(trainer) -> None:
+    t = trainer.__dict__.get("sai_tracker")
+    if t is not None:
+        t.clock.batch_start()
+
+
+def on_train_batch_end(trainer) -> None:
+    t = trainer.__dict__.get("sai_tracker")
+    if t is not None:
+        t.clock.batch_end()
+
+
+on_pretrain_routine_end = _guarded("on_pretrain_routine_end", "on_setup_done")
+on_train_start = _guarded("on_train_start", "on_train_start")
+on_train_epoch_start = _guarded("on_train_epoch_start", "on_epoch_start")
+on_train_epoch_end = _guarded("on_train_epoch_end", "on_train_epoch_end")
+on_fit_epoch_end = _guarded("on_fit_epoch_end", "on_fit_epoch_end")
+
+HOOKS = {
+    "on_pretrain_routine_start": on_pretrain_routine_start,
+    "on_pretrain_routine_end": on_pretrain_routine_end,
+    "on_train_start": on_train_start,
+    "on_train_epoch_start": on_train_epoch_start,
+    "on_train_batch_start": on_train_batch_start,
+    "on_train_batch_end": on_train_batch_end,
+    "on_train_epoch_end": on_train_epoch_end,
+    "on_fit_epoch_end": on_fit_epoch_end,
+}
+for _name, _fn in HOOKS.items():
+    globals()[_fn.__name__] = _fn  # make the generated callbacks importable by name, so they pickle
+
+
+class TrackedDetectionTrainer(DetectionTrainer):
+    """DetectionTrainer that logs the sai_mlflow metric contract to MLflow."""
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
+        cbs = {k: list(v) for k, v in (_callbacks or ul_callbacks.get_default_callbacks()).items()}
+        for event, fn in HOOKS.items():
+            if fn not in cbs.setdefault(event, []):
+                cbs[event].append(fn)
+        self.sai_tracker = None
+        super().__init__(cfg, overrides, cbs)
+        self._drop_ultralytics_mlflow()
+
+    def _drop_ultralytics_mlflow(self) -> None:
+        """Ultralytics' own MLflow callback would log a second, differently-named run into the same store."""
+        for event, fns in self.callbacks.items():
+            self.callbacks[event] = [f for f in fns if getattr(f, "__module__", "") != ULTRALYTICS_MLFLOW_MODULE]
+
+    def train(self):
+        status = "FAILED"
+        ddp_run = self._open_run_for_ddp() if self.ddp and RANK == -1 else None
+        try:
+            super().train()
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self._finish(status, ddp_run)
+
+    def _open_run_for_ddp(self):
+        """DDP: the launcher creates the run so every worker attaches to the same one via the environment."""
+        try:
+            s = TrackingSettings.from_env()
+            client = make_client(s.tracking_uri)
+            if not s.run_id:
+                exp = get_or_create_experiment(client, s.experiment)
+                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name).info.run_id
+                os.environ[ENV_RUN_ID] = s.run_id
+            return client, s.run_id
+        except Exception as e:
+            report(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
+            return None
+
+    def _finish(self, status: str, ddp_run) -> None:
+        terminal = status if RANK == -1 else None  # DDP workers leave the status to the launcher
+        t = self.__dict__.get("sai_tracker")
+        try:
+            if t is not None:
+                t.finish(self, terminal)
+            elif ddp_run is not None:
+                client, run_id = ddp_run
+                client.set_terminated(run_id, status)
+        except Exception as e:
+            report(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")
