@@ -22,7 +22,7 @@ from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, MlflowSink, Sink
-from .tracking.store import get_or_create_experiment, make_client
+from .tracking.store import get_or_create_experiment, make_client, probe
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
@@ -93,6 +93,7 @@ class RunTracker:
     # --- run resolution ---------------------------------------------------------------------------
     def _open_mlflow_run(self, trainer) -> Sink:
         s = self.settings
+        probe(s.tracking_uri)
         self.client = make_client(s.tracking_uri)
         run_file = Path(trainer.wdir) / K.RUN_ID_FILE
         run_id = s.run_id
@@ -187,6 +188,7 @@ class RunTracker:
         }
         self.publisher.put(Batch(params=params, tags=tags))
         data_yaml = args.get("data")
+        self.audit = self.audit or getattr(trainer, "sai_audit", None)  # a preflight may have audited already
         if self.audit is not None:
             self._publish_audit(self.audit)
         elif data_yaml:
