@@ -1,7 +1,137 @@
-"""Placeholder: the commands of this module arrive with their issue."""
+"""`compare-runs`, `import-history`, `import-ultralytics`: thin commands (parse, call, render, exit code).
 
-COMMANDS: list = []
+Exit codes of compare-runs: 0 a run is recommended, 3 no run is acceptable, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import UsageError
+
+TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
+
+
+def _client(tracking_uri: str | None):
+    from ..tracking.store import make_client, resolve_tracking_uri
+
+    return make_client(resolve_tracking_uri(tracking_uri))
+
+
+@click.command("compare-runs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_ids", nargs=-1)
+@click.option("--experiment", "-e", help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
+@click.option("--filter", "filter_string", help="MLflow filter string, e.g. \"tags.stage = '1'\" (with --experiment).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default configs/decision.yaml).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write memory / s-per-batch / mAP50 plots to this PNG.")
+@click.option("--tag-runs", is_flag=True, help="Write the verdict and reason codes back as run tags (sai.verdict, sai.reasons).")
+@click.option("--tracking-uri", help=TRACKING_URI_HELP)
+@click.option("--max-memory-fraction", type=float, help="Override the policy's max_memory_fraction.")
+@click.option("--max-map-drop", type=float, help="Override max_map_drop (absolute, 0-1).")
+@click.option("--max-leak-gib-per-hour", type=float, help="Override max_leak_gib_per_hour.")
+@click.option("--max-data-wait-fraction", type=float, help="Override max_data_wait_fraction.")
+@click.option("--max-slowdown", type=float, help="Override max_slowdown.")
+@click.option("--width", type=int, help="Table width in characters (default: the terminal's).")
+def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, tracking_uri,
+                 max_memory_fraction, max_map_drop, max_leak_gib_per_hour, max_data_wait_fraction,
+                 max_slowdown, width):
+    """Judge runs against the policy: a table, a verdict paragraph, exit 0 when one is recommended.
+
+    RUN_IDS compare those runs; otherwise the runs of --experiment (optionally --filter).
+    """
+    from .. import report
+    from ..decision import decide
+    from ..history import InputError, load_records, plot_series
+    from ..policy import PolicyError, load_policy
+    from ..tracking.store import resolve_experiment
+
+    if run_ids and (experiment or filter_string):
+        raise UsageError("give run ids, or --experiment [--filter], not both")
+    try:
+        policy = load_policy(policy_file, {
+            "max_memory_fraction": max_memory_fraction, "max_map_drop": max_map_drop,
+            "max_leak_gib_per_hour": max_leak_gib_per_hour, "max_data_wait_fraction": max_data_wait_fraction,
+            "max_slowdown": max_slowdown})
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    client = _client(tracking_uri)
+    exp = None if run_ids else resolve_experiment(experiment)
+    try:
+        records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    decision = decide(records, policy)
+
+    if fmt == "json":
+        click.echo(report.to_json(decision))
+    elif fmt == "markdown":
+        click.echo(report.to_markdown(decision), nl=False)
+    else:
+        from rich.console import Console
+
+        report.render_table(decision, Console(width=width) if width else Console())
+
+    if plot_file:
+        report.plot(decision, plot_series(client, records), plot_file)
+        click.echo(f"plot written to {plot_file}", err=True)
+    if tag_runs:
+        from mlflow.entities import RunTag
+
+        from ..keys import TAG_REASONS, TAG_VERDICT
+
+        for v in decision.verdicts:
+            client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
+                                             RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
+        click.echo(f"tagged {len(decision.verdicts)} runs ({TAG_VERDICT}, {TAG_REASONS})", err=True)
+    sys.exit(decision.exit_code)
+
+
+@click.command("import-history")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--experiment", "-e", help="Log into this experiment (else the file's, else MLFLOW_EXPERIMENT_NAME).")
+@click.option("--tracking-uri", help=TRACKING_URI_HELP)
+def import_history(files, experiment, tracking_uri):
+    """Log runs described in a history YAML file (docs/history-format.md) as MLflow runs (run_kind=replay)."""
+    from ..importers import ImportFailed
+    from ..importers.history_file import import_history_file
+
+    client = _client(tracking_uri)
+    for f in files:
+        try:
+            results = import_history_file(client, f, experiment)
+        except ImportFailed as e:
+            raise UsageError(str(e)) from None
+        for res in results:
+            click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
+
+
+@click.command("import-ultralytics")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--experiment", "-e", help="Log into this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
+@click.option("--tracking-uri", help=TRACKING_URI_HELP)
+@click.option("--no-weights", is_flag=True, help="Do not upload weights/*.pt as artifacts.")
+def import_ultralytics(run_dirs, experiment, tracking_uri, no_weights):
+    """Log existing Ultralytics run dirs (args.yaml + results.csv + weights) as MLflow runs (run_kind=import)."""
+    from ..importers import ImportFailed
+    from ..importers.ultralytics_dir import import_run_dir
+    from ..tracking.store import resolve_experiment
+
+    client = _client(tracking_uri)
+    exp = resolve_experiment(experiment)
+    for d in run_dirs:
+        try:
+            res = import_run_dir(client, d, exp, weights=not no_weights)
+        except ImportFailed as e:
+            raise UsageError(str(e)) from None
+        click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
+
+
+COMMANDS = [compare_runs, import_history, import_ultralytics]
 
 
 def main() -> None:
-    raise SystemExit("compare-runs: not built yet (issue #3)")
+    """The standalone `compare-runs` console script."""
+    compare_runs(prog_name="compare-runs")

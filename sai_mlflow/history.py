@@ -1,0 +1,254 @@
+"""MLflow -> run records for compare-runs: summaries and tags first, series only where a reason needs them.
+
+One `search_runs` (or `get_run` per id) gives every run's tags and latest metrics, which is all
+most reasons need (`summary/*` is refreshed at every epoch end). The latest-metric table also
+tells how far the per-epoch mAP50 got and how many memory samples exist, so
+`decision.plan_fetch` can ask for exactly:
+- `val/mAP50` per epoch (a hundred-odd points), for runs that reached the later window;
+- the steady-state half of `memory/used_gib`, sampled to at most `MEMORY_POINTS` points in SQL
+  (MLflow's `get_metric_history_bulk_interval`), for runs long enough to judge a leak.
+Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
+experiment listing (they are a few batches long) unless named by id.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import keys as K
+from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
+
+MEMORY_POINTS = 500
+PLOT_POINTS = 1500
+PROGRESS_MIN_RUNS = 10
+
+
+class InputError(ValueError):
+    """Bad input to compare-runs (unknown run or experiment, no runs, bad filter): exit 2."""
+
+
+# --- finding runs ------------------------------------------------------------------------------
+
+def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None,
+              filter_string: str | None = None) -> list:
+    """MLflow Run objects in the order listed: ids as given, else the experiment's by start time."""
+    from mlflow.exceptions import MlflowException
+
+    if run_ids:
+        runs, seen = [], set()
+        for rid in run_ids:
+            if rid in seen:
+                continue
+            seen.add(rid)
+            try:
+                runs.append(client.get_run(rid))
+            except MlflowException as e:
+                code = getattr(e, "error_code", "")
+                if "RESOURCE_DOES_NOT_EXIST" in str(code) or "not found" in str(e).lower():
+                    raise InputError(f"unknown run id '{rid}' in {client.tracking_uri}") from None
+                raise InputError(f"cannot read run '{rid}': {e.message if hasattr(e, 'message') else e}") from None
+        return runs
+
+    exp = client.get_experiment_by_name(experiment) if experiment else None
+    if exp is None or exp.lifecycle_stage == "deleted":
+        known = sorted(e.name for e in client.search_experiments())
+        hint = f" (experiments here: {', '.join(known)})" if known else " (this store has no experiments)"
+        raise InputError(f"no experiment named '{experiment}' in {client.tracking_uri}{hint}")
+    runs, token = [], None
+    while True:
+        try:
+            page = client.search_runs([exp.experiment_id], filter_string=filter_string or "",
+                                      max_results=1000, order_by=["attributes.start_time ASC"],
+                                      page_token=token)
+        except MlflowException as e:
+            raise InputError(f"bad --filter {filter_string!r}: {getattr(e, 'message', e)}") from None
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != "probe"]
+    if not runs:
+        what = f" matching {filter_string!r}" if filter_string else ""
+        raise InputError(f"experiment '{experiment}' has no runs{what}")
+    return runs
+
+
+# --- one record per run ------------------------------------------------------------------------
+
+def _int(v: Any) -> int | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if math.isfinite(f) else None
+
+
+def _bool(v: Any) -> bool | None:
+    if v is None:
+        return None
+    s = str(v).strip().lower()
+    return True if s in ("true", "1", "yes") else False if s in ("false", "0", "no") else None
+
+
+def _num(metrics: dict, key: str) -> float | None:
+    v = metrics.get(key)
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def record_from_run(run) -> RunRecord:
+    tags, m = run.data.tags, run.data.metrics
+    latest = {x.key: x for x in getattr(run.data, "_metric_objs", [])}
+    mem = latest.get(K.MEMORY_USED_GIB)
+    mapm = latest.get(K.VAL_MAP50)
+    return RunRecord(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name,
+        status=run.info.status,
+        run_kind=tags.get(K.TAG_RUN_KIND),
+        model=tags.get(K.TAG_MODEL),
+        imgsz=_int(tags.get(K.TAG_IMGSZ)),
+        dataset_digest=tags.get(K.TAG_DATASET_DIGEST),
+        gpu=tags.get(K.TAG_GPU),
+        batch_size=_int(tags.get(K.TAG_BATCH_SIZE)),
+        batch_size_effective=_int(tags.get(K.TAG_BATCH_SIZE_EFFECTIVE)),
+        cache_mode=tags.get(K.TAG_CACHE_MODE),
+        data_on_tmpfs=_bool(tags.get(K.TAG_DATA_ON_TMPFS)),
+        memory_source=tags.get(K.TAG_MEMORY_SOURCE),
+        step_s_steady=_num(m, K.SUMMARY_STEP_S_STEADY),
+        images_per_s=_num(m, K.SUMMARY_IMAGES_PER_S),
+        warmup_batches=_num(m, K.SUMMARY_WARMUP_BATCHES),
+        data_wait_fraction=_num(m, K.SUMMARY_DATA_WAIT_FRACTION),
+        peak_gib=_num(m, K.SUMMARY_PEAK_GIB),
+        total_gib=_num(m, K.SUMMARY_TOTAL_GIB),
+        peak_fraction=_num(m, K.SUMMARY_PEAK_FRACTION),
+        best_map50=_num(m, K.SUMMARY_BEST_MAP50),
+        eta_full_s=_num(m, K.SUMMARY_ETA_FULL_S),
+        epochs_completed=_num(m, K.SUMMARY_EPOCHS_COMPLETED),
+        epochs_planned=_num(m, K.SUMMARY_EPOCHS_PLANNED),
+        start_time_s=run.info.start_time / 1000.0 if run.info.start_time else None,
+        map50_last_epoch=int(mapm.step) if mapm is not None else None,
+        memory_samples=int(mem.step) + 1 if mem is not None else None,
+        memory_last_time_s=mem.timestamp / 1000.0 if mem is not None else None,
+    )
+
+
+# --- series ------------------------------------------------------------------------------------
+
+def _store(client):
+    tc = getattr(client, "_tracking_client", None)
+    return getattr(tc, "store", None)
+
+
+def sampled_history(client, run_id: str, key: str, max_points: int,
+                    start_step: int | None = None, end_step: int | None = None) -> list:
+    """Metric entities of `key` within [start_step, end_step], evenly sampled to <= max_points
+    (in SQL where the store supports it), ordered by step."""
+    store = _store(client)
+    fn = getattr(store, "get_metric_history_bulk_interval", None)
+    if fn is not None:
+        try:
+            got = fn([run_id], key, max_points, start_step, end_step)
+            return sorted((x.metric if hasattr(x, "metric") else x for x in got), key=lambda m: (m.step, m.timestamp))
+        except NotImplementedError:
+            pass
+    hist = client.get_metric_history(run_id, key)
+    if start_step is not None:
+        hist = [m for m in hist if start_step <= m.step <= end_step]
+    hist.sort(key=lambda m: (m.step, m.timestamp))
+    if len(hist) > max_points:
+        stride = (len(hist) - 1) / (max_points - 1)
+        hist = [hist[round(i * stride)] for i in range(max_points)]
+    return hist
+
+
+def map50_histories(client, run_ids: Sequence[str]) -> dict[str, dict[int, float]]:
+    """Per-epoch val/mAP50 of several runs; one bulk query where the store has it."""
+    out: dict[str, dict[int, float]] = {rid: {} for rid in run_ids}
+    store = _store(client)
+    bulk = getattr(store, "get_metric_history_bulk", None)
+    if bulk is not None and run_ids:
+        try:
+            for x in bulk(list(run_ids), K.VAL_MAP50, 1_000_000):
+                out[x.run_id][int(x.metric.step)] = float(x.metric.value)
+            return out
+        except (NotImplementedError, AttributeError):
+            pass
+    for rid in run_ids:
+        for m in client.get_metric_history(rid, K.VAL_MAP50):
+            out[rid][int(m.step)] = float(m.value)
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled or total < PROGRESS_MIN_RUNS:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+
+
+def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]], progress: bool = True) -> None:
+    """Fill the planned series into `records` (in place)."""
+    by_id = {r.run_id: r for r in records}
+    map_ids = [rid for rid, need in plan.items() if NEED_MAP50 in need]
+    if map_ids:
+        for rid, series in map50_histories(client, map_ids).items():
+            by_id[rid].map50 = series
+    mem_ids = [rid for rid, need in plan.items() if NEED_MEMORY in need]
+    with _progress(len(mem_ids), progress) as bar:
+        task = bar.add_task("memory series", total=len(mem_ids)) if bar else None
+        for rid in mem_ids:
+            r = by_id[rid]
+            n = r.memory_samples or 0
+            pts = sampled_history(client, rid, K.MEMORY_USED_GIB, MEMORY_POINTS, n // 2, n - 1)
+            r.memory_steady = [(m.timestamp / 1000.0, float(m.value)) for m in pts if math.isfinite(m.value)]
+            if bar:
+                bar.advance(task)
+
+
+def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,
+                 filter_string: str | None = None, policy=None, progress: bool = True) -> list[RunRecord]:
+    """Records of the runs asked for, with the series `policy`'s reasons need."""
+    runs = find_runs(client, run_ids, experiment, filter_string)
+    records = [record_from_run(r) for r in runs]
+    if policy is not None:
+        load_series(client, records, plan_fetch(records, policy), progress=progress)
+    return records
+
+
+def to_frame(records: Iterable[RunRecord]):
+    """One row per run (pandas), series left out."""
+    import dataclasses
+
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        d = dataclasses.asdict(r)
+        d.pop("map50")
+        d.pop("memory_steady")
+        rows.append(d)
+    return pd.DataFrame(rows).set_index("run_id") if rows else pd.DataFrame()
+
+
+def plot_series(client, records: Sequence[RunRecord]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """For --plot: per run, memory (hours since start, GiB), s/batch (batch, s) and mAP50 (epoch, value),
+    each sampled to at most PLOT_POINTS."""
+    out = {}
+    maps = map50_histories(client, [r.run_id for r in records])
+    for r in records:
+        start = r.start_time_s or 0.0
+        mem = sampled_history(client, r.run_id, K.MEMORY_USED_GIB, PLOT_POINTS)
+        step = sampled_history(client, r.run_id, K.BATCH_STEP_S, PLOT_POINTS)
+        out[r.run_id] = {
+            "memory": [((m.timestamp / 1000.0 - start) / 3600.0, m.value) for m in mem],
+            "step_s": [(m.step, m.value) for m in step],
+            "map50": sorted(maps.get(r.run_id, {}).items()),
+        }
+    return out

@@ -1,0 +1,349 @@
+"""import-history: a YAML file describing runs trained elsewhere -> MLflow runs with `run_kind=replay`.
+
+Each run is logged with the keys a live run has: contract tags, params, per-batch `batch/step_s`,
+`batch/data_wait_s`, `batch/compute_s` (with a warm-up shape), `memory/used_gib` samples on a wall
+clock, `memory/window_peak_gib`, per-epoch metrics and phase peaks, and `summary/*` computed by
+`telemetry.summary.compute_summary` exactly as for a live run. The file gives measured numbers; the
+shapes between them (warm-up decay, memory ramp, jitter) are generated deterministically. A figure
+the file does not give is not logged. Format: docs/history-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .. import keys as K
+from ..telemetry.stats import median
+from ..telemetry.summary import SummaryInputs, compute_summary
+from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
+
+FORMAT = "sai-history/1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Warmup(_Strict):
+    batches: int = Field(0, ge=0)              # slow batches before the steady speed (first included)
+    first_s: float | None = Field(None, gt=0)  # the first batch's seconds (CUDA context, cuDNN autotune)
+    level: float = Field(1.5, ge=1.0)          # the other warm-up batches run at level x step_s
+
+
+class Speed(_Strict):
+    step_s: float | list[float]         # steady s/batch, or the whole measured series
+    batches: int | None = Field(None, ge=1)  # batches recorded (generated series); default: all epochs'
+    warmup: Warmup = Warmup()
+    jitter: float = Field(0.02, ge=0, le=0.5)  # relative noise on generated batches
+    data_wait_fraction: float | None = Field(None, ge=0, le=1)  # of each batch; absent = not recorded
+
+
+class Memory(_Strict):
+    total_gib: float | None = Field(None, gt=0)
+    interval_s: float = Field(10.0, gt=0)
+    # (seconds since start, GiB): piecewise-linear, held after the last point; or `samples` measured
+    ramp: list[tuple[float, float]] | None = None
+    samples: list[tuple[float, float]] | None = None
+    val_gib: float | None = Field(None, gt=0)  # level during each validation phase (2x batch)
+    leak_gib_per_hour: float = 0.0
+    source: str = "nvml"
+
+    @model_validator(mode="after")
+    def _one(self) -> Memory:
+        if (self.ramp is None) == (self.samples is None):
+            raise ValueError("give exactly one of memory.ramp or memory.samples")
+        return self
+
+
+class RunSpec(_Strict):
+    name: str
+    status: str = "FINISHED"
+    start: datetime
+    batch: int = Field(ge=1)
+    batch_effective: int | None = Field(None, ge=1)
+    cache: str = "none"
+    train_images: int | None = Field(None, ge=1)
+    batches_per_epoch: int | None = Field(None, ge=1)
+    epochs_planned: int | None = Field(None, ge=1)
+    epochs_completed: int = Field(0, ge=0)
+    validation_s: float | None = Field(None, ge=0)  # per epoch
+    speed: Speed | None = None
+    memory: Memory | None = None
+    epochs: dict[str, list[float | None]] = {}   # contract epoch key -> values for epochs 1..n
+    tags: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSpec:
+        if self.status not in ("FINISHED", "FAILED", "KILLED", "RUNNING"):
+            raise ValueError(f"status must be FINISHED, FAILED, KILLED or RUNNING, not {self.status}")
+        if self.cache not in K.CACHE_MODES:
+            raise ValueError(f"cache must be one of {', '.join(K.CACHE_MODES)}, not {self.cache!r}")
+        for key in self.epochs:
+            if key not in K.EPOCH_KEYS + K.GPU_ONLY_EPOCH_KEYS:
+                raise ValueError(f"epochs: unknown metric key {key!r} (use the contract's names, e.g. {K.VAL_MAP50})")
+        return self
+
+
+class HistoryFile(_Strict):
+    format: str = FORMAT
+    experiment: str | None = None
+    defaults: dict[str, Any] = {}
+    runs: list[dict[str, Any]]
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _err_text(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    msg = err["msg"]
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    return f"{where}{'.' + loc if loc else ''}: {msg}"
+
+
+def parse(path: str | Path) -> tuple[HistoryFile, list[RunSpec]]:
+    import yaml
+
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImportFailed(f"history file not found: {p}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ImportFailed(f"{p}: not valid YAML{at}") from None
+    if not isinstance(raw, dict):
+        raise ImportFailed(f"{p}: expected a mapping with 'runs:', got {type(raw).__name__}")
+    try:
+        hf = HistoryFile(**raw)
+    except ValidationError as e:
+        raise ImportFailed(f"{p}: {_err_text(e, 'file')}") from None
+    except TypeError as e:
+        raise ImportFailed(f"{p}: {e}") from None
+    if hf.format != FORMAT:
+        raise ImportFailed(f"{p}: format {hf.format!r} is not {FORMAT!r}")
+    if not hf.runs:
+        raise ImportFailed(f"{p}: no runs")
+    specs = []
+    for i, r in enumerate(hf.runs):
+        if not isinstance(r, dict):
+            raise ImportFailed(f"{p}: runs[{i}] is not a mapping")
+        try:
+            specs.append(RunSpec(**_merge(hf.defaults, r)))
+        except ValidationError as e:
+            raise ImportFailed(f"{p}: {_err_text(e, f'runs[{i}]')}") from None
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ImportFailed(f"{p}: run names must be unique")
+    return hf, specs
+
+
+# --- generating the series ---------------------------------------------------------------------
+
+class Timeline:
+    """Everything a replayed run logs, as plain lists: (key, value, timestamp_ms, step)."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[str, float, int, int]] = []
+
+    def add(self, key: str, value: float, t_s: float, step: int) -> None:
+        if value is None or not math.isfinite(value):
+            return
+        self.metrics.append((key, float(value), int(round(t_s * 1000)), int(step)))
+
+
+def _step_series(spec: RunSpec, n_batches: int, rng: random.Random) -> list[float]:
+    sp = spec.speed
+    if isinstance(sp.step_s, list):
+        return [float(x) for x in sp.step_s]
+    steady = float(sp.step_s)
+    w = sp.warmup
+    out = []
+    for k in range(n_batches):
+        if k == 0 and w.batches and w.first_s is not None:
+            base = w.first_s
+        elif k < w.batches:
+            base = steady * w.level
+        else:
+            base = steady
+        out.append(base * (1.0 + rng.uniform(-sp.jitter, sp.jitter)))
+    return out
+
+
+def _interp(ramp: list[tuple[float, float]], t: float) -> float:
+    if t <= ramp[0][0]:
+        return ramp[0][1]
+    for (t0, g0), (t1, g1) in zip(ramp, ramp[1:]):
+        if t <= t1:
+            return g0 + (g1 - g0) * (t - t0) / (t1 - t0) if t1 > t0 else g1
+    return ramp[-1][1]
+
+
+def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
+    """The run's metrics (incl. summary/*) and its duration in seconds."""
+    rng = random.Random(f"sai-history:{spec.name}")
+    tl = Timeline()
+    eff = spec.batch_effective or spec.batch
+    bpe = spec.batches_per_epoch or (math.ceil(spec.train_images / eff) if spec.train_images else None)
+    done = spec.epochs_completed
+    # per-batch series
+    step_s: list[float] = []
+    if spec.speed is not None:
+        n = spec.speed.batches or (bpe * max(done, 1) if bpe else None)
+        if n is None and not isinstance(spec.speed.step_s, list):
+            raise ImportFailed(f"run {spec.name}: speed.batches needed (no batches_per_epoch/train_images)")
+        step_s = _step_series(spec, n or 0, rng)
+    wait_frac = spec.speed.data_wait_fraction if spec.speed else None
+    val_s = spec.validation_s or 0.0
+    # wall clock: batches back to back, a validation phase after each completed epoch
+    t = 0.0
+    val_phases: list[tuple[float, float]] = []
+    epoch_end: dict[int, float] = {}
+    epoch_steps: dict[int, list[float]] = {}
+    for i, s in enumerate(step_s):
+        t += s
+        tl.add(K.BATCH_STEP_S, s, t, i)
+        if wait_frac is not None:
+            tl.add(K.BATCH_DATA_WAIT_S, s * wait_frac, t, i)
+            tl.add(K.BATCH_COMPUTE_S, s * (1 - wait_frac), t, i)
+        if bpe:
+            ep = i // bpe + 1
+            epoch_steps.setdefault(ep, []).append(s)
+            if (i + 1) % bpe == 0 and ep <= done:
+                val_phases.append((t, t + val_s))
+                t += val_s
+                epoch_end[ep] = t
+    for ep in range(1, done + 1):  # epochs without per-batch data (speed not given)
+        epoch_end.setdefault(ep, max(epoch_end.values(), default=0.0) + 1.0)
+    duration = max(t, max(epoch_end.values(), default=0.0))
+
+    # memory samples
+    mem: list[tuple[float, float]] = []
+    m = spec.memory
+    if m is not None:
+        if m.samples is not None:
+            mem = [(float(a), float(b)) for a, b in m.samples]
+        else:
+            ramp = sorted((float(a), float(b)) for a, b in m.ramp)
+            k, ts = 0, 0.0
+            end = max(duration, ramp[-1][0])
+            while ts <= end + 1e-9:
+                in_val = any(a <= ts < b for a, b in val_phases)
+                g = m.val_gib if (in_val and m.val_gib is not None) else _interp(ramp, ts)
+                g += m.leak_gib_per_hour * max(0.0, ts - ramp[-1][0]) / 3600.0
+                mem.append((ts, g))
+                k += 1
+                ts = k * m.interval_s
+        for i, (ts, g) in enumerate(mem):
+            tl.add(K.MEMORY_USED_GIB, g, ts, i)
+        per_window = 6
+        for j in range(0, len(mem), per_window):
+            win = mem[j:j + per_window]
+            tl.add(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in win), win[-1][0], j // per_window)
+    # per-epoch metrics
+    for key, values in spec.epochs.items():
+        for ep, v in enumerate(values, start=1):
+            if v is not None:
+                tl.add(key, v, epoch_end.get(ep, duration), ep)
+    prev = 0.0
+    for ep in range(1, done + 1):
+        end_t = epoch_end[ep]
+        if ep in epoch_steps and ep in epoch_end:
+            tl.add(K.EPOCH_STEP_S_MEDIAN, median(epoch_steps[ep]), end_t, ep)
+            tl.add(K.EPOCH_DURATION_S, end_t - prev, end_t, ep)
+        if mem:
+            vs, ve = val_phases[ep - 1] if ep - 1 < len(val_phases) else (end_t, end_t)
+            train = [g for ts, g in mem if prev <= ts < vs]
+            val = [g for ts, g in mem if vs <= ts < ve]
+            if train:
+                tl.add(K.EPOCH_TRAIN_PEAK_GIB, max(train), end_t, ep)
+            if val:
+                tl.add(K.EPOCH_VAL_PEAK_GIB, max(val), end_t, ep)
+        prev = end_t
+
+    maps = [v for v in spec.epochs.get(K.VAL_MAP50, []) if v is not None]
+    maps95 = [v for v in spec.epochs.get(K.VAL_MAP50_95, []) if v is not None]
+    summary = compute_summary(SummaryInputs(
+        step_s=step_s,
+        data_wait_s=[s * wait_frac for s in step_s] if wait_frac is not None else (),
+        batch_size_effective=eff,
+        peak_gib=max((g for _, g in mem), default=None),
+        total_gib=m.total_gib if m else None,
+        map50=maps, map50_95=maps95,
+        epochs_completed=done, epochs_planned=spec.epochs_planned, batches_per_epoch=bpe,
+        val_s=[val_s] * done if spec.validation_s is not None and done else [],
+    ))
+    for key, v in summary.items():
+        tl.add(key, v, duration, 0)
+    return tl, summary, duration
+
+
+def _tags(spec: RunSpec) -> dict[str, str]:
+    tags = {
+        K.TAG_BATCH_SIZE: str(spec.batch),
+        K.TAG_BATCH_SIZE_EFFECTIVE: str(spec.batch_effective or spec.batch),
+        K.TAG_CACHE_MODE: spec.cache,
+        K.TAG_RUN_KIND: "replay",
+    }
+    if spec.memory is not None:
+        tags[K.TAG_MEMORY_SOURCE] = spec.memory.source
+    for k, v in spec.tags.items():
+        if k == K.TAG_RUN_KIND:
+            continue
+        tags[k] = str(v).lower() if isinstance(v, bool) else str(v)
+    return tags
+
+
+def import_history_file(client, path: str | Path, experiment: str | None = None) -> list[ImportResult]:
+    """Log every run of the file; a run already imported (same fingerprint) is skipped."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from ..tracking.batching import log_batch_chunked
+    from ..tracking.store import get_or_create_experiment, resolve_experiment
+
+    hf, specs = parse(path)
+    exp_name = experiment or hf.experiment or resolve_experiment(None)
+    exp_id = get_or_create_experiment(client, exp_name)
+    results = []
+    for spec in specs:
+        fp = fingerprint(FORMAT, json.dumps(spec.model_dump(mode="json"), sort_keys=True))
+        old = find_imported(client, exp_id, fp)
+        if old is not None:
+            results.append(ImportResult(old.info.run_id, spec.name, exp_name, "already imported"))
+            continue
+        tl, _summary, duration = build(spec)
+        start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=timezone.utc)
+        t0 = start.timestamp()
+        tags = _tags(spec)
+        tags[TAG_IMPORT_FINGERPRINT] = fp
+        tags[TAG_IMPORT_SOURCE] = str(Path(path).resolve())
+        run = client.create_run(exp_id, start_time=int(t0 * 1000), run_name=spec.name)
+        rid = run.info.run_id
+        params = {"batch": spec.batch, "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
+        if spec.epochs_planned:
+            params.setdefault("epochs", spec.epochs_planned)
+        log_batch_chunked(
+            client, rid,
+            metrics=[Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics],
+            params=[Param(K.sanitize_key(str(k)), str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        if spec.status != "RUNNING":
+            client.set_terminated(rid, spec.status, end_time=int((t0 + duration) * 1000))
+        results.append(ImportResult(rid, spec.name, exp_name, "imported"))
+    return results
