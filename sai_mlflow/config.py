@@ -99,7 +99,7 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"--set {key}: '{section}' is not a section")
             target[sub] = value
         elif key in TrainConfig.model_fields and key not in ("train", "tracking", "synthetic", "source"):
-            doc[key] = value
+            doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()  # our own top-level keys are text
         elif key in defaults:
             doc.setdefault("train", {})[key] = value
         else:
