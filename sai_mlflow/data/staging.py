@@ -51,6 +51,10 @@ class StagingError(RuntimeError):
     """Staging cannot go ahead or did not complete; the message says why and what to do."""
 
 
+class StagingCapacityError(StagingError):
+    """The target has no room for the dataset (free space, or the RAM a tmpfs would take)."""
+
+
 @dataclass
 class StageResult:
     data_yaml: Path  # the staged data.yaml (planned path on a dry run)
@@ -345,7 +349,7 @@ def stage(
         return result(0, 0, dry_run)
     problem = capacity_problem(need, dest, on_tmpfs=on_tmpfs)
     if problem:
-        raise StagingError(f"not enough room to stage {data_yaml}: {problem}")
+        raise StagingCapacityError(f"not enough room to stage {data_yaml}: {problem}")
     if dry_run:
         return result(len(to_copy), need, True)
 
