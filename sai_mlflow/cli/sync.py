@@ -1,3 +1,61 @@
-"""Placeholder: the commands of this module arrive with their issue."""
+"""`sai-mlflow sync`: upload whatever is still only in the local spool, for every run or one, idempotently.
 
-COMMANDS: list = []
+Exit codes: 0 everything pending was uploaded (or nothing was pending), 1 some spool could not be
+uploaded (store unreachable, ...; run it again later), 2 bad usage (unknown --run).
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import UsageError
+
+
+@click.command("sync", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--run", "run_id", help="Only this run (an MLflow run id, or a local-… id of a run started offline).")
+@click.option("--dry-run", is_flag=True, help="Show what is pending (and what was set aside, with the reason); upload nothing.")
+@click.option("--tracking-uri", help="Upload here (else the URI the run was started with, else MLFLOW_TRACKING_URI, else ./mlruns).")
+@click.option("--spool-dir", help="Spool root (else $SAI_MLFLOW_SPOOL_DIR, else ./mlruns/spool).")
+def sync(run_id, dry_run, tracking_uri, spool_dir):
+    """Upload pending spools from their watermark; set FINISHED/FAILED/KILLED as observed."""
+    from ..tracking.spool import list_spools, spool_root, summarize, sync_spool
+
+    spools = list_spools(spool_dir)
+    if run_id:
+        spools = [s for s in spools if s.run_id == run_id or s.bound_run_id() == run_id]
+        if not spools:
+            raise UsageError(f"no spool for run {run_id} under {spool_root(spool_dir)}")
+    if not spools:
+        click.echo(f"nothing to sync under {spool_root(spool_dir)}")
+        return
+    failed = 0
+    for sp in spools:
+        if dry_run:
+            p = summarize(sp)
+            target = sp.bound_run_id() or "(created at sync: started offline)"
+            status = p.status or "none recorded -> KILLED"
+            click.echo(f"{sp.run_id}  mlflow run {target}")
+            click.echo(f"  pending: {p.metrics} points, {p.params} params, {p.tags} tags, {p.artifacts} artifacts, "
+                       f"{p.bytes} bytes; final status: {status}")
+            if p.torn_tail_bytes:
+                click.echo(f"  torn last record: {p.torn_tail_bytes} bytes, dropped (a crash mid-write)")
+            for kind, key, value, reason in p.set_aside[:20]:
+                click.echo(f"  set aside: {kind} {key} = {value}: {reason}")
+            if len(p.set_aside) > 20:
+                click.echo(f"  set aside: … {len(p.set_aside) - 20} more")
+            for item in sp.rejected()[:20]:
+                click.echo(f"  refused by the store: {item}")
+            continue
+        r = sync_spool(sp, tracking_uri)
+        if r.state == "synced":
+            click.echo(f"{sp.run_id}: uploaded {r.uploaded_metrics} points to run {r.run_id}, status {r.status}")
+        elif r.state == "live":
+            click.echo(f"{sp.run_id}: {r.message}")
+        else:
+            failed += 1
+            click.echo(f"{sp.run_id}: not synced ({r.message}); run `sai-mlflow sync` again later", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+COMMANDS = [sync]
