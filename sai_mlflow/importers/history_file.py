@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import keys as K
 from ..telemetry.stats import median
@@ -79,6 +79,16 @@ class RunSpec(_Strict):
     epochs: dict[str, list[float | None]] = {}   # contract epoch key -> values for epochs 1..n
     tags: dict[str, Any] = {}
     params: dict[str, Any] = {}
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _ultralytics_cache(cls, v: Any) -> Any:
+        """Also accept Ultralytics' own values: cache=True is the RAM cache, False none."""
+        if v is True or (isinstance(v, str) and v.lower() == "true"):
+            return "ram"
+        if v is False or v is None or (isinstance(v, str) and v.lower() == "false"):
+            return "none"
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
