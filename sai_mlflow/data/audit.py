@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .layout import DatasetLayout, label_path_for, resolve
 
@@ -202,6 +202,8 @@ def image_problem(path: str | Path) -> tuple[str | None, tuple[int, int] | None]
             return None, size
     except FileNotFoundError:
         return "missing", None
+    except UnidentifiedImageError:
+        return "unreadable: not an image PIL can identify", None
     except Exception as e:  # PIL raises many types for bad data
         return f"unreadable: {type(e).__name__}: {e}"[:200], None
 
