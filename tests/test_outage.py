@@ -1,0 +1,202 @@
+"""Real `mlflow server --workers 1` on loopback, killed and restarted under a logging publisher.
+
+One server for the module (starting one costs ~20 s on 2 cores); each test leaves it running.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sai_mlflow.tracking.publisher import Publisher
+from sai_mlflow.tracking.sink import Batch
+from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, summarize, sync_spool
+
+pytestmark = pytest.mark.slow
+PY = sys.executable
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.proc = subprocess.Popen(
+            [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+             "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.uri + "/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("mlflow server did not start: " + (self.dir / "server.log").read_text()[-2000:])
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("server"))
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+def _client(server):
+    from sai_mlflow.tracking.store import make_client
+
+    return make_client(server.uri)
+
+
+def _new_run(server, name):
+    from sai_mlflow.tracking.store import get_or_create_experiment
+
+    c = _client(server)
+    return c, c.create_run(get_or_create_experiment(c, "outage"), run_name=name).info.run_id
+
+
+def _counts(client, run_id, keys):
+    return {k: sorted(m.step for m in client.get_metric_history(run_id, k)) for k in keys}
+
+
+KEYS = [f"m{j}" for j in range(5)]
+
+
+def test_server_killed_and_restarted_every_point_exactly_once(server, tmp_path):
+    client, run_id = _new_run(server, "outage")
+    messages: list[str] = []
+    sink = SpoolingSink(client, run_id, root=tmp_path / "spool", report=messages.append)
+    pub = Publisher(sink, [], interval_s=0.05, report=messages.append).start()
+    stop = threading.Event()
+    sent = [0]
+
+    def drive():  # ~50 batches/s x 5 metrics, like a fast training loop
+        i = 0
+        while not stop.is_set():
+            pub.put(Batch(metrics=[(k, float(i), int(time.time() * 1000), i) for k in KEYS]))
+            i += 1
+            sent[0] = i
+            time.sleep(0.02)
+
+    t = threading.Thread(target=drive)
+    t.start()
+    time.sleep(1.5)
+    server.kill()
+    time.sleep(2.0)
+    server.start()  # the outage lasts the restart too (~20 s here)
+    time.sleep(1.5)
+    stop.set()
+    t.join()
+    assert pub.close("FINISHED", timeout=10)
+    n = sent[0]
+    assert n > 100
+    assert _counts(client, run_id, KEYS) == {k: list(range(n)) for k in KEYS}  # all there, none twice
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert sum("failed" in m for m in messages) == 1 and sum("is back" in m for m in messages) == 1
+    assert not sink.spool.dir.exists()
+
+
+LOGGER = """
+import sys, time
+from sai_mlflow.tracking.publisher import Publisher
+from sai_mlflow.tracking.sink import Batch
+from sai_mlflow.tracking.spool import SpoolingSink
+from sai_mlflow.tracking.store import make_client
+uri, run_id, root, seconds = sys.argv[1:5]
+say = lambda m: print(m, flush=True)
+sink = SpoolingSink(make_client(uri), run_id, root=root, meta={"tracking_uri": uri}, report=say)
+pub = Publisher(sink, [], interval_s=0.05, report=say).start()
+print("started", flush=True)
+t0, i = time.monotonic(), 0
+while time.monotonic() - t0 < float(seconds):
+    pub.put(Batch(metrics=[(f"m{j}", float(i), int(time.time() * 1000), i) for j in range(5)]))
+    i += 1
+    time.sleep(0.02)
+print("closing", i, flush=True)
+pub.close("FINISHED", timeout=10)
+"""
+
+
+def _sync_cli(tmp_path, server, *args):
+    return subprocess.run([PY, "-m", "sai_mlflow.cli", "sync", "--spool-dir", str(tmp_path / "spool"), *args],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_exit_with_server_down_is_bounded_says_sync_once_then_sync_completes(server, tmp_path):
+    client, run_id = _new_run(server, "down-at-exit")
+    server.kill()
+    proc = subprocess.Popen([PY, "-c", LOGGER, server.uri, run_id, str(tmp_path / "spool"), "1.0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    lines, closing_at = [], None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("closing"):
+            closing_at = time.monotonic()
+    proc.wait(timeout=60)
+    exit_s = time.monotonic() - closing_at
+    out = "".join(lines)
+    assert proc.returncode == 0, out
+    assert exit_s < 10, out
+    assert out.count("sai-mlflow sync") == 1, out
+    n = int(out.split("closing ")[1].split()[0])
+    dry = _sync_cli(tmp_path, server, "--run", run_id, "--dry-run")
+    assert f"pending: {5 * n} points" in dry.stdout and "final status: FINISHED" in dry.stdout, dry.stdout
+    server.start()
+    for _ in range(2):  # idempotent: the second sync finds nothing
+        r = _sync_cli(tmp_path, server)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert _counts(client, run_id, KEYS) == {k: list(range(n)) for k in KEYS}
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_at_a_random_moment_then_sync_matches_the_spool(server, tmp_path, seed):
+    client, run_id = _new_run(server, f"sigkill-{seed}")
+    proc = subprocess.Popen([PY, "-c", LOGGER, server.uri, run_id, str(tmp_path / "spool"), "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(random.Random(seed).uniform(0.3, 2.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (sp,) = list_spools(tmp_path / "spool")
+    spooled = summarize(sp)
+    assert spooled.status is None and spooled.all_metrics > 0
+    res = sync_spool(Spool(sp.dir))
+    assert res.state == "synced", res.message
+    got = _counts(client, run_id, KEYS)
+    per_key = spooled.all_metrics // 5
+    assert got == {k: list(range(per_key)) for k in KEYS}  # every spooled point, once; a prefix, no gap
+    assert client.get_run(run_id).info.status == "KILLED"
