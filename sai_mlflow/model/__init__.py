@@ -1,0 +1,161 @@
+"""Log a run's Ultralytics weights as an MLflow pyfunc model, and find a run's model again.
+
+`log_detector_model(client_or_uri, run_id, weights_path, names, imgsz)` works on a run that is
+still RUNNING (the end of a tracked run) or already ended; it uses an explicit MlflowClient, never
+the fluent globals, and leaves the run's status alone. It returns `models:/<model_id>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .pyfunc import DEFAULT_PARAMS, INPUT_COLUMN, OUTPUT_TYPES, WEIGHTS_ARTIFACT
+
+MODEL_NAME = "model"  # the logged model's name within its run (runs:/<id>/model resolves to it)
+MODEL_TYPE = "ultralytics-detector"
+CODE_FILE = Path(__file__).resolve().parent / "pyfunc.py"
+REQUIREMENTS = ("mlflow", "ultralytics", "torch", "torchvision", "pandas", "pillow", "numpy")
+
+
+class ModelNotFound(LookupError):
+    """The run has no logged model."""
+
+
+def _client(client_or_uri):
+    if isinstance(client_or_uri, str) or client_or_uri is None:
+        from ..tracking.store import make_client, resolve_tracking_uri
+
+        return make_client(resolve_tracking_uri(client_or_uri))
+    return client_or_uri
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", INPUT_COLUMN)]),
+        outputs=Schema([ColSpec(t, c) for c, t in OUTPUT_TYPES.items()]),
+        params=ParamSchema([ParamSpec("conf", "double", DEFAULT_PARAMS["conf"]),
+                            ParamSpec("iou", "double", DEFAULT_PARAMS["iou"]),
+                            ParamSpec("max_det", "long", DEFAULT_PARAMS["max_det"])]),
+    )
+
+
+def example_image_b64(width: int = 64, height: int = 48) -> str:
+    """A small sky/ground/flame JPEG, base64-encoded: the model's input example."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (150, 180, 220))
+    d = ImageDraw.Draw(img)
+    d.rectangle([0, height * 2 // 3, width, height], fill=(80, 100, 45))
+    d.polygon([(width * 0.4, height * 0.8), (width * 0.6, height * 0.8), (width * 0.5, height * 0.45)],
+              fill=(255, 110, 20))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def input_example():
+    import pandas as pd
+
+    return pd.DataFrame({INPUT_COLUMN: [example_image_b64()]})
+
+
+def pip_requirements() -> list[str]:
+    out = []
+    for dist in REQUIREMENTS:
+        try:
+            out.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            out.append(dist)
+    return out
+
+
+def _names(names: Any) -> dict[str, str]:
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    return {str(int(k)): str(v) for k, v in dict(names).items()}
+
+
+def log_detector_model(client_or_uri, run_id: str, weights_path: str | Path, names, imgsz: int, *,
+                       conf: float = DEFAULT_PARAMS["conf"], device: str | None = None,
+                       name: str = MODEL_NAME, step: int = 0) -> str:
+    """Log `weights_path` as a pyfunc model of run `run_id`; return `models:/<model_id>`.
+
+    `names`: class id -> name (dict or list, e.g. `trainer.data['names']`); `imgsz`: inference size
+    (an int; a [w, h] list takes its first value, as Ultralytics trains square).
+    """
+    import mlflow.pyfunc
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    weights = Path(weights_path)
+    if not weights.is_file():
+        raise FileNotFoundError(f"weights file not found: {weights}")
+    if isinstance(imgsz, (list, tuple)):
+        imgsz = imgsz[0]
+    client = _client(client_or_uri)
+    run = client.get_run(run_id)
+    config = {"names": _names(names), "imgsz": int(imgsz), "conf": float(conf), "device": device,
+              "iou": DEFAULT_PARAMS["iou"], "max_det": DEFAULT_PARAMS["max_det"]}
+    logged = client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id,
+                                        model_type=MODEL_TYPE, tags={"sai.weights": weights.name},
+                                        params={"imgsz": str(int(imgsz)), "classes": str(len(config["names"]))})
+    try:
+        with tempfile.TemporaryDirectory(prefix="sai_model_") as tmp:
+            local = Path(tmp) / "model"
+            mlflow.pyfunc.save_model(
+                path=str(local), python_model=str(CODE_FILE), artifacts={WEIGHTS_ARTIFACT: str(weights)},
+                model_config=config, signature=signature(), input_example=input_example(),
+                pip_requirements=pip_requirements(),
+                mlflow_model=Model(artifact_path=name, run_id=run_id, model_id=logged.model_id),
+                metadata={"sai_mlflow": {"task": "detect", "source_run_id": run_id}},
+            )
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    except BaseException:
+        try:
+            client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        finally:
+            raise
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
+    return f"models:/{logged.model_id}"
+
+
+def find_run_model(client, run) -> str:
+    """The model uri of `run`'s newest READY logged model (else a `model/` artifact dir); ModelNotFound."""
+    from mlflow.entities import LoggedModelStatus
+
+    run_id = run.info.run_id
+    candidates = []
+    outputs = getattr(run, "outputs", None)
+    for out in (getattr(outputs, "model_outputs", None) or []):
+        try:
+            candidates.append(client.get_logged_model(out.model_id))
+        except Exception:
+            continue
+    if not candidates:
+        token = None
+        while True:
+            page = client.search_logged_models([run.info.experiment_id], page_token=token)
+            candidates.extend(m for m in page if m.source_run_id == run_id)
+            token = page.token
+            if not token:
+                break
+    ready = [m for m in candidates if m.status in (LoggedModelStatus.READY, "READY")]
+    if ready:
+        newest = max(ready, key=lambda m: m.creation_timestamp or 0)
+        return f"models:/{newest.model_id}"
+    try:
+        if any(Path(f.path).name == "MLmodel" for f in client.list_artifacts(run_id, MODEL_NAME)):
+            return f"runs:/{run_id}/{MODEL_NAME}"
+    except Exception:
+        pass
+    raise ModelNotFound(f"run {run_id} has no logged model (log one with sai_mlflow.model.log_detector_model, "
+                        f"or train with tracking.log_model on)")
