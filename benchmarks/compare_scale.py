@@ -1,0 +1,213 @@
+"""compare-runs at scale: 100 runs x ~40k points in a sqlite store, compare-runs vs the naive way.
+
+    python benchmarks/compare_scale.py                 # 100 runs x ~40k points (a few minutes to build)
+    python benchmarks/compare_scale.py --runs 10       # quick check
+    python benchmarks/compare_scale.py --db /tmp/big.db --keep   # reuse a built store next time
+
+Each run holds what a 110-epoch training leaves: batch/step_s, batch/data_wait_s, batch/compute_s for
+10,000 batches (warm-up, then steady), 7,500 memory/used_gib samples on a wall clock, 110 epochs of
+every per-epoch key, and summary/* from compute_summary. Runs differ in batch size (32..128, so the
+memory fit has points), a few are on another GPU (not comparable), a few leak memory or lose mAP.
+
+Building: runs, tags, params and summaries go through the real MlflowClient; the big series are
+inserted in bulk into MLflow's own `metrics` table, with `latest_metrics` filled as MLflow does
+(latest = highest step, then timestamp, then value) -- log_batch of 1000 at ~110 ms each would take
+~7 minutes for 4 M points; `--via-client` does exactly that instead.
+
+Timed in one process, same store: compare-runs (table to a buffer, no plot, through the click
+command) against the naive way (search_runs + get_metric_history of every metric of every run).
+Goal: compare-runs under 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sai_mlflow import keys as K  # noqa: E402
+from sai_mlflow.telemetry.summary import SummaryInputs, compute_summary  # noqa: E402
+
+EXP = "scale"
+BATCHES = 10_000
+MEM_SAMPLES = 7_500
+EPOCHS = 110
+T0 = 1_750_000_000.0
+
+
+def run_series(i: int, batch: int, rng: random.Random):
+    """(metrics rows [(key, value, ts_ms, step)], summary dict) for run i."""
+    rows = []
+    steady = 0.0105 * batch * (1 + 0.05 * rng.random())
+    wait_frac = 0.4 if i % 17 == 5 else 0.01
+    leak = 4.0 if i % 23 == 7 else 0.0
+    drop = 0.05 if i % 19 == 3 else 0.0
+    t = 0.0
+    step_s, waits = [], []
+    bpe = BATCHES // EPOCHS
+    val_s = 20.0
+    epoch_end = {}
+    for b in range(BATCHES):
+        s = (10.0 if b == 0 else steady * 1.5 if b < 30 else steady) * (1 + rng.uniform(-0.02, 0.02))
+        t += s
+        ms = int((T0 + t) * 1000)
+        rows += [(K.BATCH_STEP_S, s, ms, b), (K.BATCH_DATA_WAIT_S, s * wait_frac, ms, b),
+                 (K.BATCH_COMPUTE_S, s * (1 - wait_frac), ms, b)]
+        step_s.append(s)
+        waits.append(s * wait_frac)
+        if (b + 1) % bpe == 0 and (b + 1) // bpe <= EPOCHS:
+            t += val_s
+            epoch_end[(b + 1) // bpe] = t
+    duration = t
+    peak_train = 6 + 1.03 * batch
+    every = duration / MEM_SAMPLES
+    mem = []
+    for k in range(MEM_SAMPLES):
+        ts = k * every
+        g = 25 if ts < 20 else peak_train + leak * ts / 3600
+        mem.append(g)
+        rows.append((K.MEMORY_USED_GIB, g, int((T0 + ts) * 1000), k))
+    maps = []
+    for e in range(1, EPOCHS + 1):
+        ms = int((T0 + epoch_end[e]) * 1000)
+        m50 = 0.3 + 0.2 * (1 - math.exp(-e / 20)) - (drop if e >= 3 else 0.0)
+        maps.append(m50)
+        values = {K.VAL_MAP50: m50, K.VAL_MAP50_95: m50 / 2, K.VAL_PRECISION: 0.6, K.VAL_RECALL: 0.5,
+                  K.EPOCH_TRAIN_PEAK_GIB: peak_train, K.EPOCH_VAL_PEAK_GIB: peak_train + 2,
+                  K.EPOCH_STEP_S_MEDIAN: steady, K.EPOCH_DURATION_S: bpe * steady + val_s,
+                  K.EPOCH_ETA_S: (EPOCHS - e) * (bpe * steady + val_s)}
+        values.update({k: 1.0 / e for k in K.TRAIN_LOSSES + K.VAL_LOSSES})
+        values.update({k: 0.01 for k in K.LR_KEYS})
+        rows += [(k, v, ms, e) for k, v in values.items()]
+    summary = compute_summary(SummaryInputs(
+        step_s=step_s, data_wait_s=waits, batch_size_effective=batch, peak_gib=max(mem) + 2, total_gib=140.0,
+        map50=maps, map50_95=[m / 2 for m in maps], epochs_completed=EPOCHS, epochs_planned=EPOCHS,
+        batches_per_epoch=bpe, val_s=[val_s]))
+    return rows, summary, duration
+
+
+def build(db: Path, runs: int, via_client: bool) -> int:
+    from mlflow.entities import Metric, Param, RunTag
+
+    from sai_mlflow.tracking.batching import log_batch_chunked
+    from sai_mlflow.tracking.store import get_or_create_experiment, make_client
+
+    uri = f"sqlite:///{db}"
+    client = make_client(uri)
+    exp_id = get_or_create_experiment(client, EXP)
+    con = sqlite3.connect(db)
+    total = 0
+    for i in range(runs):
+        rng = random.Random(i)
+        batch = (32, 48, 64, 96, 112, 128)[i % 6]
+        rows, summary, duration = run_series(i, batch, rng)
+        tags = {K.TAG_BATCH_SIZE: str(batch), K.TAG_BATCH_SIZE_EFFECTIVE: str(batch), K.TAG_CACHE_MODE: "none",
+                K.TAG_DATA_ON_TMPFS: "true", K.TAG_GPU: "NVIDIA A100" if i % 10 == 9 else "NVIDIA H200",
+                K.TAG_MODEL: "yolov8s.yaml", K.TAG_IMGSZ: "1440", K.TAG_STAGE: "1", K.TAG_RUN_KIND: "train",
+                K.TAG_MEMORY_SOURCE: "nvml", K.TAG_DATASET_DIGEST: "bench"}
+        params = {"batch": batch, "imgsz": 1440, "epochs": EPOCHS, "workers": 12, "cache": False,
+                  **{f"arg{j}": j for j in range(60)}}
+        run = client.create_run(exp_id, start_time=int(T0 * 1000), run_name=f"run{i:03d}-b{batch}")
+        rid = run.info.run_id
+        end_ms = int((T0 + duration) * 1000)
+        log_batch_chunked(client, rid, metrics=[Metric(k, v, end_ms, 0) for k, v in summary.items()],
+                          params=[Param(k, str(v)) for k, v in params.items()],
+                          tags=[RunTag(k, v) for k, v in tags.items()])
+        if via_client:
+            log_batch_chunked(client, rid, metrics=[Metric(k, v, ts, s) for k, v, ts, s in rows])
+        else:
+            con.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                            "VALUES (?, ?, ?, ?, ?, 0)", [(k, v, ts, rid, s) for k, v, ts, s in rows])
+            latest: dict[str, tuple] = {}
+            for k, v, ts, s in rows:
+                cur = latest.get(k)
+                if cur is None or (s, ts, v) > (cur[2], cur[1], cur[0]):
+                    latest[k] = (v, ts, s)
+            con.executemany("INSERT OR REPLACE INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+                            "VALUES (?, ?, ?, ?, 0, ?)", [(k, v, ts, s, rid) for k, (v, ts, s) in latest.items()])
+            con.commit()
+        client.set_terminated(rid, "FINISHED", end_time=end_ms)
+        total += len(rows) + len(summary)
+        if (i + 1) % 10 == 0:
+            print(f"  built {i + 1}/{runs} runs", flush=True)
+    con.close()
+    return total
+
+
+def time_compare(uri: str) -> tuple[float, int, str]:
+    from click.testing import CliRunner
+
+    from sai_mlflow.cli.compare import compare_runs
+
+    t = time.perf_counter()
+    r = CliRunner().invoke(compare_runs, ["--tracking-uri", uri, "--experiment", EXP, "--width", "200"])
+    return time.perf_counter() - t, r.exit_code, r.stdout
+
+
+def time_naive(uri: str) -> tuple[float, int]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    t = time.perf_counter()
+    exp = client.get_experiment_by_name(EXP)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    points = 0
+    for run in runs:
+        for key in run.data.metrics:
+            points += len(client.get_metric_history(run.info.run_id, key))
+    return time.perf_counter() - t, points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--db", help="sqlite file (default: a temp dir); reused if it exists")
+    ap.add_argument("--keep", action="store_true", help="keep the temp store")
+    ap.add_argument("--via-client", action="store_true", help="log every point through MlflowClient.log_batch")
+    ap.add_argument("--skip-naive", action="store_true")
+    a = ap.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    tmp = None
+    if a.db:
+        db = Path(a.db).resolve()
+    else:
+        tmp = tempfile.mkdtemp(prefix="compare_scale_")
+        db = Path(tmp) / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    if not db.exists():
+        print(f"building {a.runs} runs into {db} ...", flush=True)
+        t = time.perf_counter()
+        points = build(db, a.runs, a.via_client)
+        print(f"built {a.runs} runs, {points:,} points ({points / a.runs:,.0f} per run) "
+              f"in {time.perf_counter() - t:.1f} s; {db.stat().st_size / 2**20:.0f} MiB")
+    import mlflow  # noqa: F401  (imports paid before timing, as in a warm process)
+
+    c1, code, out = time_compare(uri)
+    verdict_lines = [ln for ln in out.splitlines() if ln.startswith("Recommended") or ln.startswith("No run")]
+    print(f"compare-runs (table, no plot), first call:  {c1:6.2f} s  exit {code}")
+    c2, _, _ = time_compare(uri)
+    print(f"compare-runs (table, no plot), second call: {c2:6.2f} s")
+    if verdict_lines:
+        print("  " + verdict_lines[0][:160])
+    if not a.skip_naive:
+        n, points = time_naive(uri)
+        print(f"naive (search_runs + get_metric_history of every metric of every run): {n:6.2f} s, "
+              f"{points:,} points")
+        print(f"ratio naive / compare-runs: {n / min(c1, c2):.1f}x")
+    print(f"goal < 3 s: {'met' if min(c1, c2) < 3 else 'NOT met'} (best {min(c1, c2):.2f} s)")
+    if tmp and not a.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
