@@ -391,7 +391,10 @@ def _check_batch_changed(r: RunRecord) -> Reason | None:
 
 def _rank_key(v: Verdict, use_eta: bool, order: int):
     r = v.record
-    speed = r.eta_full_s if use_eta else -(r.images_per_s or 0.0)
+    if use_eta:
+        speed = r.eta_full_s
+    else:
+        speed = -r.images_per_s if _known(r.images_per_s) else None
     speed = round(speed, 3) if _known(speed) else math.inf
     m = r.best_map50 if _known(r.best_map50) else -math.inf
     return (speed, -m, order)

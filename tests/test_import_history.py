@@ -151,3 +151,19 @@ def test_malformed_files_say_where(tmp_path, text, needle):
 def test_missing_file(tmp_path):
     with pytest.raises(ImportFailed, match="not found"):
         parse(tmp_path / "nope.yaml")
+
+
+def test_records_as_a_pandas_frame(client, seeded):
+    from sai_mlflow.history import load_records, to_frame
+    from sai_mlflow.policy import Policy
+
+    records = load_records(client, experiment="sai-net-stage1", policy=Policy(), progress=False)
+    frame = to_frame(records)
+    assert list(frame["run_name"]) == ["b128-cache-ram", "b128", "b96"]  # oldest first
+    assert frame.loc[frame["run_name"] == "b128", "peak_gib"].item() == 138.0
+    assert frame["peak_gib"].isna().sum() == 1  # the cache=True run: memory not in the notes
+    b128 = next(r for r in records if r.run_name == "b128")
+    assert sorted(b128.map50) == [1, 2, 3, 4, 5]  # fetched: it reached the later window
+    assert b128.memory_steady and len(b128.memory_steady) <= 500
+    b96 = next(r for r in records if r.run_name == "b96")
+    assert b96.map50 is None and b96.memory_steady is None  # nothing a reason could judge: not fetched
