@@ -341,6 +341,18 @@ def _ensure_registered_model(client, model_name: str) -> None:
             raise
 
 
+def _link_logged_model(client, model_id: str, model_name: str, version: str) -> None:
+    """Best effort, as mlflow.register_model does: the logged model lists its registered versions (UI link)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    try:
+        existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+        value = (json.loads(existing) if existing else []) + [{"name": model_name, "version": version}]
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(value)})
+    except Exception:
+        pass
+
+
 def _policy_tag(policy) -> str:
     return json.dumps({"min_improvement": policy.min_improvement, "max_memory_fraction": policy.max_memory_fraction})
 
@@ -377,10 +389,14 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
             TAG_DATASET_CHANGE_ALLOWED: str(bool(allow_dataset_change)).lower(),
         }
         _ensure_registered_model(client, model_name)
-        model_id = ev.model_uri.split("/", 1)[1] if ev.model_uri.startswith("models:/m-") else None
-        mv = client.create_model_version(model_name, source=ev.model_uri, run_id=run_id, tags=tags,
+        from .model import registry_source
+
+        source, model_id = registry_source(client, ev.model_uri)
+        mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=tags,
                                          model_id=model_id, description=f"promoted to @{alias} from run {run_id}")
         client.set_registered_model_alias(model_name, alias, mv.version)
+        if model_id:
+            _link_logged_model(client, model_id, model_name, str(mv.version))
         return Outcome("forced" if not ev.passed else "promoted", ev, version=str(mv.version),
                        previous_version=ev.holder.version if ev.holder else None, time=now)
 

@@ -69,6 +69,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     min_improvement; same dataset_digest as the holder; batch_size_effective == batch_size; peak memory
     fraction within the policy. Exit 0 promoted, 1 a gate failed (nothing written), 2 bad input.
     """
+    from mlflow.exceptions import MlflowException
     from rich.console import Console
 
     from .. import registry
@@ -96,6 +97,8 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
             outcome_model = None
     except registry.PromotionError as e:
         raise UsageError(str(e)) from None
+    except MlflowException as e:
+        raise UsageError(f"MLflow error: {getattr(e, 'message', e)}") from None
     console = Console(width=width) if width else Console()
     if outcome_model is not None:
         console.print(HEADLINES[outcome.action].format(model=model_name, alias=alias, version=outcome.version,

@@ -159,3 +159,18 @@ def find_run_model(client, run) -> str:
         pass
     raise ModelNotFound(f"run {run_id} has no logged model (log one with sai_mlflow.model.log_detector_model, "
                         f"or train with tracking.log_model on)")
+
+
+def registry_source(client, model_uri: str) -> tuple[str, str | None]:
+    """(storage location, logged model id or None) for registering `model_uri` with an explicit client.
+
+    MLflow's SQL registry store resolves a `models:/<id>` source through a client on the *global*
+    tracking URI, not the caller's; handing it the artifact location avoids that.
+    """
+    if model_uri.startswith("models:/m-"):
+        model_id = model_uri[len("models:/"):]
+        return client.get_logged_model(model_id).artifact_location, model_id
+    if model_uri.startswith("runs:/"):
+        run_id, _, path = model_uri[len("runs:/"):].partition("/")
+        return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path, None
+    return model_uri, None
