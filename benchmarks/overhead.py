@@ -4,6 +4,7 @@ Both arms carry the same tiny timing callback (perf_counter at batch end) so the
 our tracking; Ultralytics' own MLflow callback is off in both. Prints medians and the ratio.
 
     .venv/bin/python benchmarks/overhead.py --pairs 5
+    scripts/gpu_check.sh            # the same on a GPU: YOLOv8s, imgsz 1440, batch 32, + NVML/torch peaks, syncs
 """
 
 from __future__ import annotations
@@ -27,7 +28,25 @@ from sai_mlflow.data.synthetic import SyntheticSpec, generate  # noqa: E402
 from sai_mlflow.telemetry.warmup import detect_warmup  # noqa: E402
 
 
-def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None) -> list[float]:
+def count_syncs(trainer, counter: list[int]) -> None:
+    """Wrap every sai hook so CUDA syncs it triggers are counted (torch sync debug mode 'warn')."""
+    import warnings
+
+    for event, fns in trainer.callbacks.items():
+        for i, fn in enumerate(fns):
+            if getattr(fn, "__module__", "") != tr.__name__:
+                continue
+
+            def wrapped(t_, fn=fn):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fn(t_)
+                counter[0] += sum("synchroniz" in str(w.message) for w in caught)
+
+            fns[i] = wrapped
+
+
+def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None, syncs: list[int] | None = None) -> list[float]:
     ends: list[float] = []
     t = trainer_cls(overrides=overrides)
     t.callbacks = {k: [f for f in v if getattr(f, "__module__", "") != tr.ULTRALYTICS_MLFLOW_MODULE]
@@ -45,7 +64,11 @@ def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None) ->
                 hook_cost.append((time.perf_counter_ns() - t0) / 1000.0)
 
             fns[i] = timed
+    if syncs is not None:
+        count_syncs(t, syncs)
     t.train()
+    if getattr(t, "sai_tracker", None) is not None:
+        LAST_RUN["id"] = t.sai_tracker.run_id
     steps, prev = [], None
     for e in ends:
         if e is None:
@@ -55,6 +78,9 @@ def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None) ->
             steps.append(e - prev)
         prev = e
     return steps
+
+
+LAST_RUN: dict[str, str] = {}
 
 
 def steady_median(steps: list[float]) -> float:
@@ -68,14 +94,26 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--imgsz", type=int, default=96)
     p.add_argument("--train", type=int, default=96)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="yolov8n.yaml")
+    p.add_argument("--size", default="160x96", help="synthetic image size WIDTHxHEIGHT")
+    p.add_argument("--workers", type=int, default=0)
     a = p.parse_args()
+    import torch
+
+    cuda = a.device != "cpu" and torch.cuda.is_available()
+    syncs = [0]
+    if cuda:
+        torch.cuda.set_sync_debug_mode("warn")
     LOGGER.setLevel("ERROR")
     tmp = Path(tempfile.mkdtemp(prefix="sai_overhead_"))
-    data = generate(tmp / "data", SyntheticSpec(train=a.train, val=16, width=160, height=96))
+    w, h = (int(v) for v in a.size.split("x"))
+    data = generate(tmp / "data", SyntheticSpec(train=a.train, val=16, width=w, height=h))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     os.environ["SAI_MLFLOW_LOG_MODEL"] = "0"
-    base = dict(model="yolov8n.yaml", data=str(data), epochs=a.epochs, batch=a.batch, imgsz=a.imgsz,
-                device="cpu", workers=0, plots=False, amp=False, val=True, project=str(tmp / "runs"), exist_ok=False)
+    base = dict(model=a.model, data=str(data), epochs=a.epochs, batch=a.batch, imgsz=a.imgsz,
+                device=a.device, workers=a.workers, plots=False, amp=cuda, val=not cuda,
+                project=str(tmp / "runs"), exist_ok=False)
     plain, ours, ratios, hook_us = [], [], [], []
     for i in range(a.pairs):
         order = [("plain", DetectionTrainer), ("ours", tr.TrackedDetectionTrainer)]
@@ -84,7 +122,8 @@ def main() -> None:
         got = {}
         for name, cls in order:
             got[name] = steady_median(batch_times(cls, {**base, "name": f"{name}{i}"},
-                                                  hook_us if name == "ours" else None))
+                                                  hook_us if name == "ours" else None,
+                                                  syncs if (cuda and name == "ours") else None))
         plain.append(got["plain"])
         ours.append(got["ours"])
         ratios.append(got["ours"] / got["plain"])
@@ -101,6 +140,14 @@ def main() -> None:
     print(f"| median per-pair ratio ours/plain (goal <= 1.01 on CPU) | {statistics.median(ratios):.4f} |")
     print(f"| hot-path hook cost p50 / p99 / max, us ({len(hook_us)} calls) | "
           f"{pct(0.5):.2f} / {pct(0.99):.2f} / {hook_us[-1]:.1f} |")
+    if LAST_RUN:
+        from mlflow.tracking import MlflowClient
+
+        m = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(LAST_RUN["id"]).data.metrics
+        print(f"| memory peak ({'NVML' if cuda else 'RSS'}), GiB | {m.get('summary/peak_gib', float('nan')):.2f} |")
+        if cuda:
+            print(f"| torch reserved peak (last epoch), GiB | {m.get('epoch/torch_reserved_peak_gib', float('nan')):.2f} |")
+            print(f"| GPU syncs triggered inside sai hooks | {syncs[0]} |")
 
 
 if __name__ == "__main__":

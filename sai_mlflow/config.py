@@ -98,7 +98,9 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(target, dict):
                 raise ConfigError(f"--set {key}: '{section}' is not a section")
             target[sub] = value
-        elif key in TrainConfig.model_fields and key not in ("train", "tracking", "synthetic", "source"):
+        elif key in ("tracking", "synthetic"):
+            doc[key] = value  # a whole section: null to drop it, or a {mapping}
+        elif key in TrainConfig.model_fields and key not in ("train", "source"):
             doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()  # our own top-level keys are text
         elif key in defaults:
             doc.setdefault("train", {})[key] = value

@@ -529,13 +529,20 @@ def check_batch(s: _State) -> list[Finding]:
     return out
 
 
-def checkpoint_batch(path: str | Path) -> int | None:
-    """The train batch stored in an Ultralytics checkpoint (last.pt): ckpt['train_args']['batch']; None if absent."""
+def checkpoint_args(path: str | Path) -> dict:
+    """The training arguments stored in an Ultralytics checkpoint (last.pt): ckpt['train_args']; {} if absent."""
     import torch
 
     ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
     args = ckpt.get("train_args") if isinstance(ckpt, dict) else None
-    batch = args.get("batch") if isinstance(args, dict) else getattr(args, "batch", None)
+    if isinstance(args, dict):
+        return dict(args)
+    return dict(vars(args)) if args is not None and hasattr(args, "__dict__") else {}
+
+
+def checkpoint_batch(path: str | Path) -> int | None:
+    """The train batch stored in an Ultralytics checkpoint (last.pt); None if absent."""
+    batch = checkpoint_args(path).get("batch")
     if batch is None:
         return None
     try:

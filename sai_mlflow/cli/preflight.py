@@ -64,7 +64,7 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
     return args, None
 
 
-def _history(args: dict, tracking_uri: str | None, experiment: str | None, config_experiment: str | None):
+def forecast_history(args: dict, tracking_uri: str | None, experiment: str | None, config_experiment: str | None):
     """Comparable runs for memory_forecast, when a store exists (preflight never creates one)."""
     from ..preflight import load_forecast_history, train_imgsz
     from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
@@ -111,7 +111,7 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     ctx = PreflightContext(args=args, stage_dest=stage_to, check_images=not no_image_check,
                            max_memory_fraction=max_memory_fraction or DEFAULT_MAX_MEMORY_FRACTION)
     try:
-        ctx.history = _history(args, tracking_uri, experiment, config_experiment)
+        ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks
         click.echo(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped", err=True)
     findings = run_checks(ctx)

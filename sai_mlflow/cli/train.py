@@ -1,3 +1,152 @@
-"""`train` and `make-synthetic`."""
+"""`train` (config -> preflight -> tracked training) and `make-synthetic`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import UsageError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = REPO_CONFIGS / "cpu_smoke.yaml"
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@click.command("make-synthetic")
+@click.option("--out", default="data/synthetic", show_default=True, type=click.Path(file_okay=False))
+@click.option("--train", "n_train", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--val", "n_val", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--size", default="160x96", show_default=True, help="WIDTHxHEIGHT")
+@click.option("--seed", default=0, show_default=True, type=int)
+def make_synthetic(out: str, n_train: int, n_val: int, size: str, seed: int) -> None:
+    """Write a deterministic synthetic fire/smoke dataset (images, YOLO labels, data.yaml)."""
+    from ..data.synthetic import SyntheticSpec, generate, parse_size
+
+    try:
+        w, h = parse_size(size)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    path = generate(out, SyntheticSpec(train=n_train, val=n_val, width=w, height=h, seed=seed))
+    click.echo(f"wrote {n_train} train + {n_val} val images; data file: {path}")
+
+
+def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
+    """Resume from the checkpoint's own arguments; only what the user `--set` overrides them.
+
+    A different batch is refused (the seed's lesson: optimizer state, LR scaling and BatchNorm
+    statistics depend on it) although Ultralytics itself would allow it.
+    """
+    from ..preflight import checkpoint_batch
+
+    path = Path(resume)
+    if not path.is_file():
+        raise UsageError(f"--resume {resume}: no such checkpoint (expected PATH/weights/last.pt)")
+    ckpt_batch = checkpoint_batch(path)
+    wanted = cfg.train.get("batch")
+    if "batch" in explicit and ckpt_batch is not None and int(wanted) != int(ckpt_batch):
+        raise UsageError(
+            f"--resume {resume}: the checkpoint trained at batch {ckpt_batch}, you asked for {wanted}. "
+            "Changing the batch mid-training is refused (optimizer state, LR scaling and BatchNorm statistics "
+            f"depend on it): resume with batch {ckpt_batch}, or restart from epoch 0 at batch {wanted} without --resume."
+        )
+    args = {k: v for k, v in cfg.train.items() if k in explicit and k != "batch"}
+    args["resume"] = str(path)
+    return args
+
+
+def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment: str, console):
+    """The same checks as `sai-mlflow preflight`, on what will really train (the checkpoint's args on resume)."""
+    from ..preflight import PreflightContext, checkpoint_args, run_checks
+    from ..report_findings import render_findings
+    from .preflight import forecast_history
+
+    checked = {**checkpoint_args(resume), **args} if resume else dict(args)
+    ctx = PreflightContext(args=checked)
+    try:
+        ctx.history = forecast_history(checked, tracking_uri, experiment, None)
+    except Exception as e:  # an unreachable store must not stop the other checks
+        console.print(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped")
+    findings = run_checks(ctx)
+    render_findings(findings, console)
+    return findings, ctx
+
+
+@click.command("train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override: batch=8, tracking.memory_interval_s=1")
+@click.option("--resume", type=click.Path(), default=None, help="continue PATH/weights/last.pt in the same MLflow run")
+@click.option("--tracking-uri", default=None, help="else MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
+@click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
+@click.option("--run-name", default=None)
+@click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
+def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight) -> None:
+    """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
+    from ..config import ConfigError, load_config
+    from ..tracking.settings import TrackingSettings, environment
+    from ..tracking.store import resolve_experiment, resolve_tracking_uri
+
+    console = _console()
+    config_path = config_path or str(DEFAULT_CONFIG)
+    try:
+        cfg = load_config(config_path, list(sets))
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    args = cfg.train_args()
+    data = Path(str(args["data"]))
+    if not data.exists() and cfg.synthetic is not None:
+        from ..data.synthetic import generate
+
+        console.print(f"[cyan]making synthetic data[/] at {cfg.synthetic.out} (config's synthetic section)")
+        args["data"] = str(generate(cfg.synthetic.out, cfg.synthetic.spec()))
+    if resume:
+        args = _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
+    uri = resolve_tracking_uri(tracking_uri)
+    exp = resolve_experiment(experiment, cfg.experiment)
+    findings, ctx = _run_preflight(args, resume, uri, exp, console)
+    errors = [f for f in findings if f.level == "error"]
+    if errors and not skip_preflight:
+        console.print(f"[red]preflight found {len(errors)} error(s); nothing was started.[/] "
+                      "Fix them, or pass --skip-preflight to train anyway.")
+        sys.exit(1)
+
+    settings = TrackingSettings(
+        tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
+        memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
+        final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
+    )
+    from ..trainer import TrackedDetectionTrainer
+
+    with environment(settings):
+        try:
+            trainer = TrackedDetectionTrainer(overrides=args)
+        except (FileNotFoundError, ValueError, TypeError, SyntaxError) as e:
+            raise UsageError(f"Ultralytics refused the arguments: {e}") from None
+        trainer.sai_audit = getattr(ctx, "audit", None)
+        tracker = trainer.sai_tracker
+        if tracker is not None:
+            from ..preflight import findings_as_tags
+            from ..tracking.sink import Batch
+
+            tracker.publisher.put(Batch(tags=findings_as_tags(findings)))
+        try:
+            trainer.train()
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: the run is marked KILLED[/]")
+            sys.exit(130)
+        except Exception as e:
+            console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
+            sys.exit(1)
+    if tracker is not None:
+        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+        console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
+
+
+COMMANDS = [train, make_synthetic]

@@ -1,0 +1,71 @@
+"""Resume: the same MLflow run continues with strictly increasing steps; a different batch is refused."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sai_mlflow import keys as K
+
+from helpers import ROOT, run_cli, smoke_args
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, synthetic_data):
+    """A 3-epoch run killed by Ctrl-C after epoch 1 (last.pt holds epoch 1)."""
+    tmp = tmp_path_factory.mktemp("resume")
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    script = textwrap.dedent(f"""
+        import os
+        os.environ["MLFLOW_TRACKING_URI"] = {uri!r}
+        os.environ["SAI_MLFLOW_PUBLISH_INTERVAL_S"] = "1"
+        from sai_mlflow.trainer import TrackedDetectionTrainer
+        t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data={str(synthetic_data)!r}, epochs=3,
+            batch=8, imgsz=64, device="cpu", workers=0, plots=False, amp=False, project={str(tmp / 'runs')!r}))
+        def stop(trainer):
+            if trainer.epoch == 0:
+                raise KeyboardInterrupt
+        t.add_callback("on_fit_epoch_end", stop)
+        t.train()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, proc.stderr[-2000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED"
+    return tmp, uri, client, run.info.run_id, tmp / "runs" / "train" / "weights" / "last.pt"
+
+
+def test_a_different_batch_on_resume_is_refused(interrupted, synthetic_data):
+    tmp, uri, client, run_id, last = interrupted
+    proc = run_cli(*smoke_args(tmp, synthetic_data), "--set", "batch=4", "--resume", str(last),
+                   "--tracking-uri", uri, cwd=tmp, timeout=120)
+    assert proc.returncode == 2
+    assert "trained at batch 8" in proc.stderr and "restart from epoch 0" in proc.stderr
+    assert client.get_run(run_id).info.status == "KILLED"  # nothing was started
+
+
+def test_resume_continues_the_same_run_with_strictly_increasing_steps(interrupted, synthetic_data):
+    tmp, uri, client, run_id, last = interrupted
+    proc = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"),
+                   "--resume", str(last), "--tracking-uri", uri, cwd=tmp, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [run_id]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in sorted(client.get_metric_history(run_id, K.BATCH_STEP_S), key=lambda m: m.timestamp)]
+    assert steps == sorted(set(steps)), "steps overlap or go backwards"
+    assert steps[-1] == len(steps) - 1 == 3 * 4 - 1
+    epochs = sorted(m.step for m in client.get_metric_history(run_id, K.VAL_MAP50))
+    assert epochs == [1, 2, 3]
+    assert run.data.metrics[K.SUMMARY_EPOCHS_COMPLETED] == 3
