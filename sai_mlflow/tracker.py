@@ -21,7 +21,8 @@ from .telemetry.stats import median
 from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
-from .tracking.sink import Batch, MlflowSink, Sink
+from .tracking.sink import Batch, Sink
+from .tracking.spool import SpoolingSink
 from .tracking.store import get_or_create_experiment, make_client, probe
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
@@ -99,11 +100,14 @@ class RunTracker:
         run_id = s.run_id
         if not run_id and trainer.args.resume and run_file.is_file():
             run_id = run_file.read_text().strip()
+        sink = None
         if run_id:
             run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
             self.resumed = bool(trainer.args.resume)
             self.existing_params = dict(run.data.params)
             if self.resumed:
+                sink = self._spooling_sink(run_id)  # a killed run's spool goes up first: steps go on from it
+                sink.wait_drained(30.0)
                 self._continue_steps(run_id)
             if run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
@@ -117,7 +121,15 @@ class RunTracker:
         self.run_id = run_id
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run_id + "\n")
-        return MlflowSink(self.client, run_id)
+        return sink or self._spooling_sink(run_id)
+
+    def _spooling_sink(self, run_id: str) -> Sink:
+        """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
+        s = self.settings
+        return SpoolingSink(self.client, run_id, report=report,
+                            drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
+                            meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
+                                  "run_name": s.run_name})
 
     def _continue_steps(self, run_id: str) -> None:
         """On resume, steps go on from what the store holds: strictly increasing, no overlap."""

@@ -567,7 +567,7 @@ class SpoolingSink:
     """
 
     def __init__(self, client, run_id: str, root: str | Path | None = None, meta: dict | None = None,
-                 report: Reporter = print, drain_timeout_s: float = 6.0, max_backoff_s: float = 5.0,
+                 report: Reporter = print, drain_timeout_s: float = 6.0, max_backoff_s: float = 2.0,
                  fsync: bool = False) -> None:
         self.client = client
         self.run_id = run_id
@@ -593,6 +593,7 @@ class SpoolingSink:
         self.uploaded_metrics = 0
         self.requests = 0
         self.failures = 0
+        self.busy_s = 0.0  # time inside successful uploads (for the upload rate)
         self._idle = threading.Condition()
         self._up = Uploader(client, run_id) if client is not None else None
         self._thread = None
@@ -669,6 +670,9 @@ class SpoolingSink:
         return self.spool.watermark < self.spool.end
 
     def wait_drained(self, timeout: float) -> bool:
+        """Wait (bounded) until the store has acknowledged everything spooled so far."""
+        if self._thread is None:
+            return not self.pending()
         deadline = time.monotonic() + timeout
         with self._idle:
             self._wake.set()
@@ -691,9 +695,11 @@ class SpoolingSink:
                 while not self._stop:
                     with self._lock:
                         end = self.spool.end
+                    t = time.monotonic()
                     n, m = upload_step(self.spool, self._up, end)
                     if n == 0:
                         break
+                    self.busy_s += time.monotonic() - t
                     self.requests += 1
                     self.uploaded_metrics += m
             except Exception as e:
