@@ -193,24 +193,75 @@ def _progress(total: int, enabled: bool):
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
 
-def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]], progress: bool = True) -> None:
+def _sql_store(client):
+    """The client's SqlAlchemyStore (sqlite, postgres, mysql...), or None for other stores (HTTP)."""
+    store = _store(client)
+    return store if hasattr(store, "ManagedSessionMaker") and hasattr(store, "engine") else None
+
+
+def _sql_windows(store, key: str, windows: dict[str, tuple[int, int, int]],
+                advance=None) -> dict[str, list[tuple[int, int, float]]]:
+    """Fast path for SQL stores: for each run, (step, timestamp ms, value) of `key` with lo <= step <= hi and
+    (step - lo) % stride == 0 -- a plain range scan on MLflow's (run_uuid, key, step) index, rows
+    read as tuples in one session. MLflow's own sampling API builds ORM entities and window-function
+    subqueries per run (~25 ms each), which at 100 runs is most of compare-runs' time."""
+    from sqlalchemy import select
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    out: dict[str, list[tuple[int, int, float]]] = {}
+    with store.ManagedSessionMaker() as session:
+        for rid, (lo, hi, stride) in windows.items():
+            q = select(SqlMetric.step, SqlMetric.timestamp, SqlMetric.value).where(
+                SqlMetric.run_uuid == rid, SqlMetric.key == key, SqlMetric.step >= lo, SqlMetric.step <= hi,
+                SqlMetric.is_nan.is_(False))
+            if stride > 1:
+                q = q.where((SqlMetric.step - lo) % stride == 0)
+            out[rid] = sorted((int(a), int(b), float(c)) for a, b, c in session.execute(q).all())
+            if advance:
+                advance()
+    return out
+
+
+def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]], policy=None,
+                progress: bool = True) -> None:
     """Fill the planned series into `records` (in place)."""
     by_id = {r.run_id: r for r in records}
     map_ids = [rid for rid, need in plan.items() if NEED_MAP50 in need]
-    if map_ids:
-        for rid, series in map50_histories(client, map_ids).items():
-            by_id[rid].map50 = series
     mem_ids = [rid for rid, need in plan.items() if NEED_MEMORY in need]
     with _progress(len(mem_ids), progress) as bar:
         task = bar.add_task("memory series", total=len(mem_ids)) if bar else None
+        advance = (lambda: bar.advance(task)) if bar else None
+        sql = _sql_store(client)
+        if sql is not None:
+            try:
+                if map_ids:
+                    last = policy.map_late_epochs[1] if policy is not None else 10**9
+                    got = _sql_windows(sql, K.VAL_MAP50, {rid: (0, last, 1) for rid in map_ids})
+                    for rid, rows in got.items():
+                        by_id[rid].map50 = {step: v for step, _, v in rows}
+                windows = {}
+                for rid in mem_ids:
+                    n = by_id[rid].memory_samples or 0
+                    lo, hi = n // 2, n - 1
+                    windows[rid] = (lo, hi, max(1, math.ceil((hi - lo + 1) / MEMORY_POINTS)))
+                for rid, rows in _sql_windows(sql, K.MEMORY_USED_GIB, windows, advance).items():
+                    by_id[rid].memory_steady = [(ts / 1000.0, v) for _, ts, v in rows]
+                return
+            except Exception:  # an MLflow whose schema moved on: take the public API below
+                for r in records:
+                    r.map50 = r.memory_steady = None
+                if bar:
+                    bar.reset(task)
+        if map_ids:
+            for rid, series in map50_histories(client, map_ids).items():
+                by_id[rid].map50 = series
         for rid in mem_ids:
             r = by_id[rid]
             n = r.memory_samples or 0
             pts = sampled_history(client, rid, K.MEMORY_USED_GIB, MEMORY_POINTS, n // 2, n - 1)
             r.memory_steady = [(m.timestamp / 1000.0, float(m.value)) for m in pts if math.isfinite(m.value)]
-            if bar:
-                bar.advance(task)
-
+            if advance:
+                advance()
 
 def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,
                  filter_string: str | None = None, policy=None, progress: bool = True) -> list[RunRecord]:
@@ -218,7 +269,7 @@ def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = N
     runs = find_runs(client, run_ids, experiment, filter_string)
     records = [record_from_run(r) for r in runs]
     if policy is not None:
-        load_series(client, records, plan_fetch(records, policy), progress=progress)
+        load_series(client, records, plan_fetch(records, policy), policy, progress=progress)
     return records
 
 

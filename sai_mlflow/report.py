@@ -196,8 +196,9 @@ def render_table(d: Decision, console) -> None:
         t.add_row(*row_cells(v), style=VERDICT_STYLE.get(v.verdict))
     console.print(t)
     console.print(verdict_paragraph(d), highlight=False)
-    for line in details(d):
-        console.print(line, highlight=False, markup=False)
+    lines = details(d)
+    if lines:  # one print: rich's per-call cost adds up over hundreds of lines
+        console.print("\n".join(lines), highlight=False, markup=False)
 
 
 def to_markdown(d: Decision) -> str:
