@@ -174,6 +174,11 @@ def _known(x: float | None) -> bool:
 
 
 def hours(seconds: float) -> str:
+    """A duration in the unit a person reads it in: 45 s, 12.5 min, 10.4 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
 
 

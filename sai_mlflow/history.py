@@ -128,7 +128,8 @@ def record_from_run(run) -> RunRecord:
         epochs_completed=_num(m, K.SUMMARY_EPOCHS_COMPLETED),
         epochs_planned=_num(m, K.SUMMARY_EPOCHS_PLANNED),
         start_time_s=run.info.start_time / 1000.0 if run.info.start_time else None,
-        map50_last_epoch=int(mapm.step) if mapm is not None else None,
+        map50_last_epoch=(int(mapm.step) if mapm is not None
+                          else _int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m else None),
         memory_samples=int(mem.step) + 1 if mem is not None else None,
         memory_last_time_s=mem.timestamp / 1000.0 if mem is not None else None,
     )

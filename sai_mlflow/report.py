@@ -113,7 +113,7 @@ def verdict_paragraph(d: Decision) -> str:
             why = "; ".join(f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
             fastest = min(faster, key=lambda v: v.record.eta_full_s)
             cost = eta - fastest.record.eta_full_s
-            head += (f", because {why}; cost: +{cost / 3600:.1f} h "
+            head += (f", because {why}; cost: +{hours(cost)} "
                      f"({hours(eta)} projected vs {hours(fastest.record.eta_full_s)}).")
         elif eta is not None:
             head += f", the fastest acceptable run ({hours(eta)} projected)."
@@ -138,9 +138,11 @@ def verdict_paragraph(d: Decision) -> str:
         text.append(f"{len(nc)} run{'s' if len(nc) > 1 else ''} not comparable with the group (different "
                     "model, imgsz, dataset or GPU) left out.")
     if d.suggested_batch is not None and d.limit_gib is not None:
+        far = (" — far beyond the measured batches, treat as a bound, not a plan"
+               if d.suggested_batch > 2 * max(d.fit.batches) else "")
         text.append(f"Largest batch predicted under the {pct(d.policy['max_memory_fraction'], 0)} limit "
                     f"({d.limit_gib:.1f} GiB): {d.suggested_batch} (fit of peak memory over batches "
-                    f"{', '.join(str(b) for b in d.fit.batches)}).")
+                    f"{', '.join(str(b) for b in d.fit.batches)}{far}).")
     return " ".join(text)
 
 
