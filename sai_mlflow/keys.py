@@ -34,6 +34,8 @@ MEMORY_SOURCES = ("nvml", "rss")
 TAG_VERDICT = "sai.verdict"
 TAG_REASONS = "sai.reasons"
 TAG_PREFLIGHT_PREFIX = "preflight."
+TAG_IMPORT_FINGERPRINT = "sai.import_fingerprint"  # import-history / import-ultralytics: idempotence
+TAG_IMPORT_SOURCE = "sai.import_source"
 
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (

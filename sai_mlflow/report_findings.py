@@ -8,6 +8,10 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 def render_findings(findings, console) -> None:
     from rich.table import Table
 
+    if not console.is_terminal and console.width < 160:
+        from rich.console import Console
+
+        console = Console(width=160, stderr=console.stderr)  # piped or logged: keep rows on one line
     if not findings:
         console.print("preflight: no findings")
         return

@@ -94,34 +94,52 @@ class RunTracker:
     # --- run resolution ---------------------------------------------------------------------------
     def _open_mlflow_run(self, trainer) -> Sink:
         s = self.settings
-        probe(s.tracking_uri)
-        self.client = make_client(s.tracking_uri)
         run_file = Path(trainer.wdir) / K.RUN_ID_FILE
         run_id = s.run_id
         if not run_id and trainer.args.resume and run_file.is_file():
             run_id = run_file.read_text().strip()
-        sink = None
-        if run_id:
+        if not run_id:
+            try:
+                probe(s.tracking_uri)
+                self.client = make_client(s.tracking_uri)
+                exp_id = get_or_create_experiment(self.client, s.experiment)
+                run_id = self.client.create_run(
+                    exp_id, run_name=s.run_name or trainer.args.name,
+                    tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
+                ).info.run_id
+            except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
+                self.client = None
+                return self._offline_sink(trainer, e, run_file)
+            sink = self._spooling_sink(run_id)
+        else:  # attach (DDP worker, --resume): the run must be reachable, steps continue from the store
+            probe(s.tracking_uri)
+            self.client = make_client(s.tracking_uri)
             run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
             self.resumed = bool(trainer.args.resume)
             self.existing_params = dict(run.data.params)
+            sink = self._spooling_sink(run_id)
             if self.resumed:
-                sink = self._spooling_sink(run_id)  # a killed run's spool goes up first: steps go on from it
-                sink.wait_drained(30.0)
+                sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
                 self._continue_steps(run_id)
             if run.info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
-        else:
-            exp_id = get_or_create_experiment(self.client, s.experiment)
-            run = self.client.create_run(
-                exp_id, run_name=s.run_name or trainer.args.name,
-                tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
-            )
-            run_id = run.info.run_id
         self.run_id = run_id
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(run_id + "\n")
-        return sink or self._spooling_sink(run_id)
+        return sink
+
+    def _offline_sink(self, trainer, error: Exception, run_file: Path) -> Sink:
+        from .tracking.spool import new_local_run_id
+
+        s = self.settings
+        self.run_id = new_local_run_id()
+        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
+               f"training continues and the run is spooled locally as {self.run_id}")
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(self.run_id + "\n")
+        return SpoolingSink(None, self.run_id, report=report, meta={
+            "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
+            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
 
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
@@ -326,11 +344,32 @@ class RunTracker:
         if self.last_train_epoch:
             self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0)
                                               for k, v in self._summary(trainer, self.last_train_epoch).items()]))
+        if status == "FINISHED":
+            self._log_model(trainer)
         complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
         if not complete:
             report(f"sai_mlflow: the tracking store did not take everything within "
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
+
+    def _log_model(self, trainer) -> None:
+        """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
+        best = Path(getattr(trainer, "best", "") or "")
+        if not (self.settings.log_model and self.client is not None and best.is_file()):
+            return
+        from .model import log_detector_model
+
+        def work() -> None:
+            try:
+                log_detector_model(self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz))
+            except Exception as e:
+                report(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
+
+        worker = threading.Thread(target=work, name="sai-log-model", daemon=True)
+        worker.start()
+        worker.join(timeout=max(30.0, self.settings.final_flush_timeout_s))
+        if worker.is_alive():
+            report("sai_mlflow: logging the model is taking too long (store slow or down); it was not waited for")
 
     def hook_failed(self, hook: str, error: BaseException) -> None:
         """Tracking never kills training: a hook that fails is reported once and training goes on."""

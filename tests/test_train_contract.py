@@ -137,13 +137,26 @@ def test_bad_config_is_one_clear_error_exit_2_nothing_started(tmp_path, syntheti
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "runs").exists()
 
 
-def test_unreachable_store_training_completes_and_says_so_once(tmp_path, synthetic_data):
+def test_unreachable_store_training_completes_spools_and_syncs_later(tmp_path, synthetic_data):
     proc = run_cli(*smoke_args(tmp_path, synthetic_data), "--set", "epochs=1", "--skip-preflight",
                    "--tracking-uri", "http://127.0.0.1:9", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    assert out.count("tracking is off for this run") == 1
+    assert out.count("spooled locally as local-") == 1
+    assert "sai-mlflow sync" in out
     assert (tmp_path / "runs" / "train" / "weights" / "last.pt").exists()
+    # the store comes back (here: a good local one): sync creates the run with everything that was logged
+    good = f"sqlite:///{tmp_path / 'good' / 'mlflow.db'}"
+    sync = run_cli("sync", "--tracking-uri", good, cwd=tmp_path, timeout=300)
+    assert sync.returncode == 0, sync.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(good)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[K.TAG_RUN_KIND] == "train" and K.TAG_DATASET_DIGEST in run.data.tags
+    nb = int(run.data.metrics[K.SUMMARY_BATCHES_PER_EPOCH])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, K.BATCH_STEP_S)] == list(range(nb))
 
 
 def test_unwritable_store_training_completes_and_says_so_once(tmp_path, synthetic_data):
@@ -152,5 +165,5 @@ def test_unwritable_store_training_completes_and_says_so_once(tmp_path, syntheti
     proc = run_cli(*smoke_args(tmp_path, synthetic_data), "--set", "epochs=1", "--skip-preflight",
                    "--tracking-uri", f"sqlite:///{blocker / 'mlflow.db'}", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (proc.stdout + proc.stderr).count("tracking is off for this run") == 1
+    assert (proc.stdout + proc.stderr).count("spooled locally as local-") == 1
     assert (tmp_path / "runs" / "train" / "weights" / "last.pt").exists()

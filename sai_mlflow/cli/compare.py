@@ -34,7 +34,7 @@ def _client(tracking_uri: str | None):
 @click.option("--max-leak-gib-per-hour", type=float, help="Override max_leak_gib_per_hour.")
 @click.option("--max-data-wait-fraction", type=float, help="Override max_data_wait_fraction.")
 @click.option("--max-slowdown", type=float, help="Override max_slowdown.")
-@click.option("--width", type=int, help="Table width in characters (default: the terminal's).")
+@click.option("--width", type=int, help="Table width in characters (default: the terminal's, 180 when piped).")
 def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, tracking_uri,
                  max_memory_fraction, max_map_drop, max_leak_gib_per_hour, max_data_wait_fraction,
                  max_slowdown, width):
@@ -72,7 +72,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     else:
         from rich.console import Console
 
-        report.render_table(decision, Console(width=width) if width else Console())
+        console = Console(width=width) if width else Console()
+        if not width and not console.is_terminal:
+            console = Console(width=180)  # piped or logged: rich's 80 columns would fold every cell
+        report.render_table(decision, console)
 
     if plot_file:
         report.plot(decision, plot_series(client, records), plot_file)

@@ -144,7 +144,9 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         except Exception as e:
             console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
             sys.exit(1)
-    if tracker is not None:
+    if tracker is not None and tracker.run_id.startswith("local-"):
+        console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
+    elif tracker is not None:
         ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-# Not part of the run identity contract; proposed for keys.py as TAG_IMPORT_FINGERPRINT / TAG_IMPORT_SOURCE.
-TAG_IMPORT_FINGERPRINT = "sai.import_fingerprint"
-TAG_IMPORT_SOURCE = "sai.import_source"
+from ..keys import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE  # noqa: F401  (re-exported for the importers)
 
 
 class ImportFailed(ValueError):
