@@ -83,6 +83,25 @@ def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None, sy
 LAST_RUN: dict[str, str] = {}
 
 
+def isolated_hook_cost(n: int = 200_000) -> list[float]:
+    """The two hot-path hooks on a bare trainer stand-in: their own cost, without GIL contention."""
+    from types import SimpleNamespace
+
+    from sai_mlflow.telemetry.clock import BatchClock
+
+    trainer = SimpleNamespace(sai_tracker=SimpleNamespace(clock=BatchClock()))
+    start, end = tr.on_train_batch_start, tr.on_train_batch_end
+    out = []
+    ns = time.perf_counter_ns
+    for _ in range(n):
+        t0 = ns()
+        start(trainer)
+        end(trainer)
+        out.append((ns() - t0) / 1000.0)
+    out.sort()
+    return out
+
+
 def steady_median(steps: list[float]) -> float:
     return statistics.median(steps[detect_warmup(steps):])
 
@@ -98,6 +117,7 @@ def main() -> None:
     p.add_argument("--model", default="yolov8n.yaml")
     p.add_argument("--size", default="160x96", help="synthetic image size WIDTHxHEIGHT")
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--aa", action="store_true", help="A/A check: both arms plain Ultralytics (the noise floor)")
     a = p.parse_args()
     import torch
 
@@ -116,13 +136,13 @@ def main() -> None:
                 project=str(tmp / "runs"), exist_ok=False)
     plain, ours, ratios, hook_us = [], [], [], []
     for i in range(a.pairs):
-        order = [("plain", DetectionTrainer), ("ours", tr.TrackedDetectionTrainer)]
+        order = [("plain", DetectionTrainer), ("ours", DetectionTrainer if a.aa else tr.TrackedDetectionTrainer)]
         if i % 2:
             order.reverse()  # alternate who goes first: drift and caches hit both arms
         got = {}
         for name, cls in order:
             got[name] = steady_median(batch_times(cls, {**base, "name": f"{name}{i}"},
-                                                  hook_us if name == "ours" else None,
+                                                  hook_us if (name == "ours" and not a.aa) else None,
                                                   syncs if (cuda and name == "ours") else None))
         plain.append(got["plain"])
         ours.append(got["ours"])
@@ -130,6 +150,7 @@ def main() -> None:
         print(f"pair {i + 1}: plain {got['plain'] * 1000:.1f} ms/batch, ours {got['ours'] * 1000:.1f} ms/batch, "
               f"ratio {ratios[-1]:.4f}", flush=True)
     hook_us.sort()
+    hook_us = hook_us or [float("nan")]
 
     def pct(q):
         return hook_us[min(len(hook_us) - 1, int(q * len(hook_us)))]
@@ -140,6 +161,9 @@ def main() -> None:
     print(f"| median per-pair ratio ours/plain (goal <= 1.01 on CPU) | {statistics.median(ratios):.4f} |")
     print(f"| hot-path hook cost p50 / p99 / max, us ({len(hook_us)} calls) | "
           f"{pct(0.5):.2f} / {pct(0.99):.2f} / {hook_us[-1]:.1f} |")
+    iso = isolated_hook_cost()
+    print(f"| same hooks in isolation (no other threads), p50 / p99 / max, us | "
+          f"{iso[len(iso) // 2]:.2f} / {iso[int(0.99 * len(iso))]:.2f} / {iso[-1]:.1f} |")
     if LAST_RUN:
         from mlflow.tracking import MlflowClient
 

@@ -167,3 +167,10 @@ def test_unwritable_store_training_completes_and_says_so_once(tmp_path, syntheti
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout + proc.stderr).count("spooled locally as local-") == 1
     assert (tmp_path / "runs" / "train" / "weights" / "last.pt").exists()
+
+
+def test_a_finished_run_carries_its_model_for_promotion(trained):
+    from sai_mlflow.model import find_run_model
+
+    client, runs, _, _ = trained
+    assert find_run_model(client, runs[0]).startswith("models:/")
