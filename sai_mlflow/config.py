@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .data.synthetic import SyntheticSpec, parse_size
+from .yaml_file import load_mapping
 
 
 class ConfigError(ValueError):
@@ -159,15 +160,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load, override, validate. Raises ConfigError with one clear message."""
     doc: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            doc = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-        if not isinstance(doc, dict):
-            raise ConfigError(f"config file {p} must be a mapping of sections")
+        doc = load_mapping(path, ConfigError, "config file", expected="a mapping of sections")
     doc = apply_overrides(doc, list(overrides or []))
     if not isinstance(doc.get("train", {}), dict):
         raise ConfigError("train: must be a mapping of Ultralytics arguments")

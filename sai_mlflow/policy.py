@@ -81,24 +81,14 @@ def make_policy(values: dict[str, Any] | None = None, source: str = "policy") ->
 
 def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """Defaults <- `path` (or configs/decision.yaml when it exists) <- overrides (flags; None values ignored)."""
-    import yaml
+    from .yaml_file import load_mapping
 
     values: dict[str, Any] = {}
     source = "defaults"
     file = Path(path) if path else (DEFAULT_POLICY_FILE if DEFAULT_POLICY_FILE.exists() else None)
     if file is not None:
         source = str(file)
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PolicyError(f"policy file not found: {file}") from None
-        except yaml.YAMLError as e:
-            raise PolicyError(f"{file}: not valid YAML ({e.__class__.__name__})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise PolicyError(f"{file}: expected a mapping of policy keys, got {type(loaded).__name__}")
-        values.update(loaded)
+        values.update(load_mapping(file, PolicyError, "policy file", expected="a mapping of policy keys"))
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k] = v

@@ -10,7 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 IMG_SUFFIXES = frozenset(
     {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
@@ -70,15 +69,10 @@ def _collect(entry: str | Path, root: Path) -> list[Path]:
 
 def resolve(data_yaml: str | Path) -> DatasetLayout:
     """Read a data.yaml and list each split's images; raise DatasetError on what cannot work."""
+    from ..yaml_file import load_mapping
+
     yaml_path = Path(data_yaml).expanduser()
-    if not yaml_path.is_file():
-        raise DatasetError(f"data file {yaml_path} does not exist; pass the path of a data.yaml")
-    try:
-        doc = yaml.safe_load(yaml_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DatasetError(f"data file {yaml_path} is not valid YAML: {e}") from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"data file {yaml_path} must be a mapping with train/val/names")
+    doc = load_mapping(yaml_path, DatasetError, "data file", expected="a mapping with train/val/names")
     root = Path(doc.get("path") or yaml_path.parent).expanduser()
     if not root.is_absolute():
         root = (yaml_path.parent / root).resolve()

@@ -126,19 +126,10 @@ def _err_text(e: ValidationError, where: str) -> str:
 
 
 def parse(path: str | Path) -> tuple[HistoryFile, list[RunSpec]]:
-    import yaml
+    from ..yaml_file import load_mapping
 
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ImportFailed(f"history file not found: {p}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ImportFailed(f"{p}: not valid YAML{at}") from None
-    if not isinstance(raw, dict):
-        raise ImportFailed(f"{p}: expected a mapping with 'runs:', got {type(raw).__name__}")
+    raw = load_mapping(p, ImportFailed, "history file", expected="a mapping with 'runs:'")
     try:
         hf = HistoryFile(**raw)
     except ValidationError as e:
