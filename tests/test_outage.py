@@ -8,13 +8,10 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -22,49 +19,10 @@ from sai_mlflow.tracking.publisher import Publisher
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, summarize, sync_spool
 
+from helpers import ROOT, Server
+
 pytestmark = pytest.mark.slow
 PY = sys.executable
-MLFLOW = str(Path(sys.executable).parent / "mlflow")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
-             "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("mlflow server did not start: " + (self.dir / "server.log").read_text()[-2000:])
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-            self.proc = None
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ artifacts there too). Experiment: `--experiment`, else MLFLOW_EXPERIMENT_NAME, e
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_EXPERIMENT = "sai-mlflow"
@@ -37,9 +38,28 @@ def make_client(tracking_uri: str):
     """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default."""
     from mlflow.tracking import MlflowClient
 
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri)
+    with _sqlite_init_lock(Path(tracking_uri[len("sqlite:///"):])):
+        return MlflowClient(tracking_uri=tracking_uri)  # builds the store: creates or migrates the schema
+
+
+@contextmanager
+def _sqlite_init_lock(db: Path):
+    """One process at a time creates or migrates a sqlite store.
+
+    Eight processes opening a fresh store at once each ran MLflow's schema migration; all but one
+    failed and the file was left half-migrated ("table _alembic_tmp_experiments already exists").
+    """
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def probe(tracking_uri: str, timeout_s: float = 3.0) -> None:
