@@ -69,3 +69,44 @@ def test_resume_continues_the_same_run_with_strictly_increasing_steps(interrupte
     epochs = sorted(m.step for m in client.get_metric_history(run_id, K.VAL_MAP50))
     assert epochs == [1, 2, 3]
     assert run.data.metrics[K.SUMMARY_EPOCHS_COMPLETED] == 3
+
+
+def test_sigkill_mid_epoch_then_resume_same_run_no_overlap(tmp_path, synthetic_data):
+    """SIGKILL in the middle of epoch 2; `--resume` uploads the killed run's spool first, then goes on."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    script = textwrap.dedent(f"""
+        import os, signal
+        os.environ["MLFLOW_TRACKING_URI"] = {uri!r}
+        os.environ["SAI_MLFLOW_PUBLISH_INTERVAL_S"] = "0.2"
+        os.environ["SAI_MLFLOW_LOG_MODEL"] = "0"
+        from sai_mlflow.trainer import TrackedDetectionTrainer
+        t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data={str(synthetic_data)!r}, epochs=3,
+            batch=8, imgsz=64, device="cpu", workers=0, plots=False, amp=False, project={str(tmp_path / 'runs')!r}))
+        seen = []
+        def kill(trainer):
+            seen.append(trainer.epoch)
+            if trainer.epoch == 1 and seen.count(1) == 2:
+                import time; time.sleep(1.0)  # let the publisher spool what it has
+                os.kill(os.getpid(), signal.SIGKILL)
+        t.add_callback("on_train_batch_end", kill)
+        t.train()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    last = tmp_path / "runs" / "train" / "weights" / "last.pt"
+    proc = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--resume", str(last),
+                   "--tracking-uri", uri, "--set", "tracking.log_model=false", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    steps = [m.step for m in sorted(client.get_metric_history(run.info.run_id, K.BATCH_STEP_S),
+                                    key=lambda m: m.timestamp)]
+    assert steps == sorted(set(steps)), "steps overlap or go backwards"
+    assert len(steps) >= 3 * 4  # epoch 1, the killed part of epoch 2, then epochs 2 and 3 again
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, K.VAL_MAP50)) == [1, 2, 3]
