@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -174,3 +175,25 @@ def test_a_finished_run_carries_its_model_for_promotion(trained):
 
     client, runs, _, _ = trained
     assert find_run_model(client, runs[0]).startswith("models:/")
+
+
+def test_train_refuses_the_seed_double_cache_before_building_a_model(tmp_path):
+    """Images on a tmpfs plus cache=ram: preflight's error stops `train`, exit 1, no run, no weights."""
+    import shutil
+    import tempfile
+
+    from sai_mlflow.data.synthetic import SyntheticSpec, generate
+
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm tmpfs on this machine")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm", prefix="sai_test_"))
+    try:
+        data = generate(shm / "data", SyntheticSpec(train=8, val=4, width=64, height=48))
+        uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+        proc = run_cli(*smoke_args(tmp_path, data), "--set", "cache=ram", "--tracking-uri", uri, cwd=tmp_path,
+                       timeout=300)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert "double_cache" in proc.stderr and "nothing was started" in proc.stderr
+        assert not (tmp_path / "runs").exists()
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
