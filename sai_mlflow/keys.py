@@ -36,6 +36,10 @@ TAG_REASONS = "sai.reasons"
 TAG_PREFLIGHT_PREFIX = "preflight."
 TAG_IMPORT_FINGERPRINT = "sai.import_fingerprint"  # import-history / import-ultralytics: idempotence
 TAG_IMPORT_SOURCE = "sai.import_source"
+TAG_LOCAL_RUN_ID = "sai.local_run_id"  # sync: the local-… id a run was spooled under while the store was down
+TAG_NOTE_INF_CLAMPED = "sai.note.inf_clamped"  # keys whose ±inf a SQL store keeps as ±1.8e308
+TAG_NOTE_KEYS_MAPPED = "sai.note.keys_mapped"  # names MLflow rejects -> the names they were logged under
+TAG_NOTE_SET_ASIDE = "sai.note.set_aside"  # non-numeric values kept in the spool, shown by sync --dry-run
 
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (

@@ -40,14 +40,16 @@ from pathlib import Path
 
 from ..keys import sanitize_key
 from .batching import MAX_METRICS, MAX_PARAM_CHARS, MAX_PARAMS, MAX_TAGS
-from .sink import INF_NOTE_TAG, Batch
+from .. import keys as K
+from .sink import Batch
 
 SPOOL_ENV = "SAI_MLFLOW_SPOOL_DIR"
 KEEP_ENV = "SAI_MLFLOW_SPOOL_KEEP"
 LOCAL_PREFIX = "local-"
-LOCAL_ID_TAG = "sai.local_run_id"
-KEY_NOTE_TAG = "sai.note.keys_mapped"
-SET_ASIDE_TAG = "sai.note.set_aside"
+LOCAL_ID_TAG = K.TAG_LOCAL_RUN_ID
+KEY_NOTE_TAG = K.TAG_NOTE_KEYS_MAPPED
+SET_ASIDE_TAG = K.TAG_NOTE_SET_ASIDE
+INF_NOTE_TAG = K.TAG_NOTE_INF_CLAMPED
 MAX_TAG_CHARS = 8000
 MAX_RECORD = 64 << 20
 _HEADER = struct.Struct("<II")
