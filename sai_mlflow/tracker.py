@@ -359,6 +359,12 @@ class RunTracker:
             return
         from .model import log_detector_model
 
+        try:
+            probe(self.settings.tracking_uri)
+        except ConnectionError as e:
+            report(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
+            return
+
         def work() -> None:
             try:
                 log_detector_model(self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz))
