@@ -26,6 +26,7 @@ from typing import Any
 
 from . import keys as K
 from .memfit import MemoryFit, fit_peak_memory
+from .telemetry.stats import median
 
 # verdicts
 RECOMMENDED = "recommended"
@@ -202,16 +203,10 @@ def memory_slope_gib_per_hour(samples: Sequence[tuple[float, float]]) -> float |
         return None
     k = max(1, n // 3)
     first, last = pts[:k], pts[-k:]
-    dt = median_of([t for t, _ in last]) - median_of([t for t, _ in first])
+    dt = median([t for t, _ in last]) - median([t for t, _ in first])
     if dt <= 0:
         return None
-    return (median_of([g for _, g in last]) - median_of([g for _, g in first])) / dt * 3600.0
-
-
-def median_of(xs: Sequence[float]) -> float:
-    ys = sorted(xs)
-    m = len(ys) // 2
-    return ys[m] if len(ys) % 2 else (ys[m - 1] + ys[m]) / 2
+    return (median([g for _, g in last]) - median([g for _, g in first])) / dt * 3600.0
 
 
 # --- grouping ----------------------------------------------------------------------------------

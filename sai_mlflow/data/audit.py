@@ -223,7 +223,7 @@ def _scan_one(img: Path, root_prefix: str, root: Path, n_classes: int, check_ima
         problem = "empty file"
     elif check_images:
         problem, wh = image_problem(s)
-    lbl = _label_path(s)
+    lbl = label_path_for(s)
     try:
         with open(lbl, "rb") as f:
             raw = f.read()
@@ -236,20 +236,6 @@ def _scan_one(img: Path, root_prefix: str, root: Path, n_classes: int, check_ima
     except UnicodeDecodeError:
         return rel, size, problem, wh, raw, ([f"{lbl}: not UTF-8 text"], 0, 0, 0)
     return rel, size, problem, wh, raw, _check_label(text, n_classes, lbl)
-
-
-_SA, _SB = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-
-
-def _label_path(s: str) -> str:
-    """`label_path_for` on strings (same rule, no Path objects): hot in the scan."""
-    if _SA in s:
-        head, _, tail = s.rpartition(_SA)
-        s = head + _SB + tail
-    base, dot, ext = s.rpartition(".")
-    if dot and os.sep not in ext:
-        return base + ".txt"
-    return s + ".txt"
 
 
 def _scan_chunk(chunk: list, root: Path, n_classes: int, check_images: bool) -> list:

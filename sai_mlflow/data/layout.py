@@ -36,14 +36,21 @@ class DatasetLayout:
         return list(seen)
 
 
-def label_path_for(image: Path) -> Path:
-    """Ultralytics' rule: the last `/images/` in the path becomes `/labels/`, suffix `.txt`."""
-    s = str(image)
-    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if sa in s:
-        head, _, tail = s.rpartition(sa)
-        s = head + sb + tail
-    return Path(s).with_suffix(".txt")
+_SA, _SB = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+
+
+def label_path_for(s: str) -> str:
+    """Ultralytics' rule: the last `/images/` in the path becomes `/labels/`, suffix `.txt`.
+
+    On strings, not Path objects: it runs once per image in the audit and staging scans.
+    """
+    if _SA in s:
+        head, _, tail = s.rpartition(_SA)
+        s = head + _SB + tail
+    base, dot, ext = s.rpartition(".")
+    if dot and os.sep not in ext:
+        return base + ".txt"
+    return s + ".txt"
 
 
 def _collect(entry: str | Path, root: Path) -> list[Path]:

@@ -33,7 +33,8 @@ from typing import Callable
 
 import yaml
 
-from .audit import _label_path, is_on_tmpfs
+from .audit import is_on_tmpfs
+from .layout import label_path_for
 from .layout import DatasetError, resolve
 
 MANIFEST = ".sai-stage.json"
@@ -158,7 +159,7 @@ def _plan(data_yaml: Path, dest: Path) -> _Plan:
             stats.append((img, os.stat(img)))
         except OSError as e:
             raise StagingError(f"cannot read {img}: {e.strerror}; fix or remove it from the dataset") from None
-        lbl = _label_path(img)
+        lbl = label_path_for(img)
         try:
             stats.append((lbl, os.stat(lbl)))
         except FileNotFoundError:
