@@ -151,15 +151,12 @@ class RunTracker:
 
     def _continue_steps(self, run_id: str) -> None:
         """On resume, steps go on from what the store holds: strictly increasing, no overlap."""
-        for key, attr in ((K.BATCH_STEP_S, "batch"), (K.MEMORY_USED_GIB, "mem"), (K.MEMORY_WINDOW_PEAK_GIB, "win")):
-            hist = self.client.get_metric_history(run_id, key)
-            nxt = max((m.step for m in hist), default=-1) + 1
-            if attr == "batch":
-                self.clock.offset = nxt
-            elif attr == "mem":
-                self.mem_offset = nxt
-            else:
-                self.window_index = nxt
+        def next_step(key: str) -> int:
+            return max((m.step for m in self.client.get_metric_history(run_id, key)), default=-1) + 1
+
+        self.clock.offset = next_step(K.BATCH_STEP_S)
+        self.mem_offset = next_step(K.MEMORY_USED_GIB)
+        self.window_index = next_step(K.MEMORY_WINDOW_PEAK_GIB)
 
     # --- collectors (publisher thread) --------------------------------------------------------------
     def _collect_batches(self) -> Batch:
@@ -256,11 +253,11 @@ class RunTracker:
     def on_epoch_start(self, trainer) -> None:
         self.epoch_rows_start = len(self.clock.rows)
         self.epoch_wall_start = time.time()
-        self.monitor.switch_phase("train")
+        self.monitor.end_phase()  # setup or the idle gap before this epoch ends; training starts
         self.clock.epoch_start()
 
     def on_train_epoch_end(self, trainer) -> None:
-        self.train_peak = self.monitor.switch_phase("val")
+        self.train_peak = self.monitor.end_phase()  # validation starts
         self.val_wall_start = time.time()
         self.last_train_epoch = trainer.epoch + 1
 
@@ -269,7 +266,7 @@ class RunTracker:
         if epoch > self.last_train_epoch:
             return  # Ultralytics' final validation of best.pt (logged at epochs+1): not an epoch
         now = time.time()
-        val_peak = self.monitor.switch_phase("idle")
+        val_peak = self.monitor.end_phase()
         ts = int(now * 1000)
         validated = bool(trainer.args.val) or epoch >= trainer.epochs or getattr(trainer, "stop", False) \
             or getattr(getattr(trainer, "stopper", None), "possible_stop", False)

@@ -41,7 +41,7 @@ def _guarded(hook: str, method: str):
         except Exception as e:
             t.hook_failed(hook, e)
 
-    callback.__name__ = callback.__qualname__ = f"sai_{hook}"
+    callback.__name__ = callback.__qualname__ = hook  # the module global it is bound to: pickles by reference
     callback.__module__ = __name__
     return callback
 
@@ -86,8 +86,6 @@ HOOKS = {
     "on_train_epoch_end": on_train_epoch_end,
     "on_fit_epoch_end": on_fit_epoch_end,
 }
-for _name, _fn in HOOKS.items():
-    globals()[_fn.__name__] = _fn  # make the generated callbacks importable by name, so they pickle
 
 
 class TrackedDetectionTrainer(DetectionTrainer):

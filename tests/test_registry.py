@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 from sai_mlflow import keys as K
+
+from helpers import free_port
 from sai_mlflow import registry
 from sai_mlflow.cli import cli
 from sai_mlflow.model.pyfunc import OUTPUT_COLUMNS
@@ -167,12 +168,6 @@ def test_champion_loads_and_predicts_in_a_fresh_process(store, champion):
     assert set(got["names"]) <= {"fire", "smoke"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url, payload, timeout=120):
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -184,7 +179,7 @@ def _post(url, payload, timeout=120):
 
 def test_served_champion_answers_a_real_request(store, champion):
     uri, _, _, image = store
-    port = _free_port()
+    port = free_port()
     t0 = time.monotonic()
     proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", champion, "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port)], env=_env(uri),

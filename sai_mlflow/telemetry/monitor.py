@@ -19,7 +19,6 @@ class MemoryMonitor:
         self.interval_s = interval_s
         self.samples: list[tuple[int, float]] = []  # (wall ms, GiB), append-only
         self.peak_gib = 0.0
-        self._phase = "setup"
         self._phase_peak = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -45,12 +44,14 @@ class MemoryMonitor:
                 self.peak_gib = gib
         return gib
 
-    def switch_phase(self, phase: str) -> float:
-        """Start `phase`; return the peak of the phase that just ended (a sample is taken at the switch)."""
+    def end_phase(self) -> float:
+        """Close the current phase (train, val, …) and start the next; return the closed phase's peak.
+
+        A sample is taken at the boundary, so it counts for both phases and a short phase is never empty.
+        """
         self.sample()
         with self._lock:
             ended = self._phase_peak
-            self._phase = phase
             self._phase_peak = self.samples[-1][1] if self.samples else 0.0
         return ended
 

@@ -31,8 +31,6 @@ class Publisher:
         self.pending = Batch()          # gathered but not yet acknowledged by the sink
         self.artifacts: list[tuple[str, str | None]] = []
         self.status: str | None = None  # terminal status to set once everything is written
-        self.sent_points = 0
-        self.failures = 0
         self._queued = Batch()          # handed over by the training thread
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -94,10 +92,8 @@ class Publisher:
             return
         try:
             if self.pending:
-                n = len(self.pending)
                 self.sink.write(self.pending)
                 self.pending = Batch()
-                self.sent_points += n
             while self.artifacts:
                 self.sink.log_artifact(*self.artifacts[0])
                 self.artifacts.pop(0)
@@ -105,7 +101,6 @@ class Publisher:
                 self.sink.terminate(self.status)
                 self.status = None
         except Exception as e:
-            self.failures += 1
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 self.report(f"sai_mlflow: the tracking store failed ({type(e).__name__}: {str(e)[:200]}); "

@@ -47,13 +47,11 @@ class MemorySink:
         self.tags: dict[str, str] = {}
         self.artifacts: list[tuple[str, str | None]] = []
         self.status: str | None = None
-        self.writes = 0
         self.fail = fail
 
     def write(self, batch: Batch) -> None:
         if self.fail:
             raise ConnectionError("memory sink set to fail")
-        self.writes += 1
         self.metrics.extend(batch.metrics)
         self.params.update(batch.params)
         self.tags.update(batch.tags)

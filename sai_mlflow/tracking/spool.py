@@ -54,7 +54,6 @@ MAX_TAG_CHARS = 8000
 MAX_RECORD = 64 << 20
 _HEADER = struct.Struct("<II")
 _INT64 = 2**63 - 1
-TERMINAL = ("FINISHED", "FAILED", "KILLED")
 
 
 def spool_root(explicit: str | Path | None = None) -> Path:
