@@ -100,7 +100,6 @@ class RunTracker:
             run_id = run_file.read_text().strip()
         if not run_id:
             try:
-                probe(s.tracking_uri)
                 self.client = make_client(s.tracking_uri)
                 exp_id = get_or_create_experiment(self.client, s.experiment)
                 run_id = self.client.create_run(
@@ -112,7 +111,6 @@ class RunTracker:
                 return self._offline_sink(trainer, e, run_file)
             sink = self._spooling_sink(run_id)
         else:  # attach (DDP worker, --resume): the run must be reachable, steps continue from the store
-            probe(s.tracking_uri)
             self.client = make_client(s.tracking_uri)
             run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
             self.resumed = bool(trainer.args.resume)

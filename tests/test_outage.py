@@ -92,10 +92,11 @@ import sys, time
 from sai_mlflow.tracking.publisher import Publisher
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import SpoolingSink
-from sai_mlflow.tracking.store import make_client
+from mlflow.tracking import MlflowClient
 uri, run_id, root, seconds = sys.argv[1:5]
 say = lambda m: print(m, flush=True)
-sink = SpoolingSink(make_client(uri), run_id, root=root, meta={"tracking_uri": uri}, report=say)
+# a plain client: make_client would refuse a server that is already down, and this logger must start anyway
+sink = SpoolingSink(MlflowClient(uri), run_id, root=root, meta={"tracking_uri": uri}, report=say)
 pub = Publisher(sink, [], interval_s=0.05, report=say).start()
 print("started", flush=True)
 t0, i = time.monotonic(), 0

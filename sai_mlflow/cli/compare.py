@@ -17,7 +17,10 @@ TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite 
 def _client(tracking_uri: str | None):
     from ..tracking.store import make_client, resolve_tracking_uri
 
-    return make_client(resolve_tracking_uri(tracking_uri))
+    try:
+        return make_client(resolve_tracking_uri(tracking_uri))
+    except ConnectionError as e:
+        raise UsageError(str(e)) from None
 
 
 @click.command("compare-runs", context_settings={"help_option_names": ["-h", "--help"]})

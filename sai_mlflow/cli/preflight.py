@@ -67,12 +67,11 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
 def forecast_history(args: dict, tracking_uri: str | None, experiment: str | None, config_experiment: str | None):
     """Comparable runs for memory_forecast, when a store exists (preflight never creates one)."""
     from ..preflight import load_forecast_history, train_imgsz
-    from ..tracking.store import make_client, probe, resolve_experiment, resolve_tracking_uri
+    from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
-    probe(uri)  # a server that is down fails here in seconds, not after MLflow's ~4 min of retries
     client = make_client(uri)
     exp = client.get_experiment_by_name(resolve_experiment(experiment, config_experiment))
     if exp is None:

@@ -86,7 +86,10 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
         policy = load_policy(policy_file)
     except PolicyError as e:
         raise UsageError(str(e)) from None
-    client = make_client(resolve_tracking_uri(tracking_uri))
+    try:
+        client = make_client(resolve_tracking_uri(tracking_uri))
+    except ConnectionError as e:
+        raise UsageError(str(e)) from None
     try:
         if rollback:
             outcome = registry.rollback(client, model_name, alias, dry_run=dry_run)

@@ -764,10 +764,9 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             res.state = "dry-run"
             return res
         meta = spool.meta()
-        from .store import make_client, probe, resolve_tracking_uri
+        from .store import make_client, resolve_tracking_uri
 
         uri = tracking_uri or meta.get("tracking_uri") or resolve_tracking_uri()
-        probe(uri)
         client = make_client(uri)
         res.run_id = _ensure_run(client, spool, meta)
         spool.open_for_append()  # drops a torn tail

@@ -35,10 +35,15 @@ def artifact_root_for(tracking_uri: str) -> str | None:
 
 
 def make_client(tracking_uri: str):
-    """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default."""
+    """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default.
+
+    An HTTP server is probed first: when it is down this raises ConnectionError in seconds, where the
+    client's first call would retry for ~4 minutes.
+    """
     from mlflow.tracking import MlflowClient
 
     if not tracking_uri.startswith("sqlite:///"):
+        probe(tracking_uri)
         return MlflowClient(tracking_uri=tracking_uri)
     with _sqlite_init_lock(Path(tracking_uri[len("sqlite:///"):])):
         return MlflowClient(tracking_uri=tracking_uri)  # builds the store: creates or migrates the schema
