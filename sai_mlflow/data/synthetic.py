@@ -78,6 +78,11 @@ def _scene(rng: np.random.Generator, w: int, h: int, with_objects: bool) -> tupl
     return img, labels
 
 
+def scene_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """One fire/smoke scene, for an input example or a quick prediction check."""
+    return _scene(np.random.default_rng(seed), width, height, with_objects=True)[0]
+
+
 def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
     """Write images, labels and data.yaml under `out`; return the data.yaml path."""
     out = Path(out)

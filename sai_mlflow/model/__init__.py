@@ -48,16 +48,11 @@ def signature():
 
 
 def example_image_b64(width: int = 64, height: int = 48) -> str:
-    """A small sky/ground/flame JPEG, base64-encoded: the model's input example."""
-    from PIL import Image, ImageDraw
+    """A small synthetic fire/smoke JPEG, base64-encoded: the model's input example."""
+    from ..data.synthetic import scene_image
 
-    img = Image.new("RGB", (width, height), (150, 180, 220))
-    d = ImageDraw.Draw(img)
-    d.rectangle([0, height * 2 // 3, width, height], fill=(80, 100, 45))
-    d.polygon([(width * 0.4, height * 0.8), (width * 0.6, height * 0.8), (width * 0.5, height * 0.45)],
-              fill=(255, 110, 20))
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
+    scene_image(width, height).save(buf, format="JPEG", quality=85)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
