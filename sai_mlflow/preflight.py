@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import keys as K
-from .memfit import fit_peak_memory
+from .compare.memfit import fit_peak_memory
 
 GIB = float(2**30)
 LEVELS = ("error", "warning", "info")

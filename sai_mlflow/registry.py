@@ -193,8 +193,8 @@ def _holder_info(client, mv) -> Holder | None:
 
 def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool = False) -> list[Gate]:
     """The gate table for `run` against `holder` (None: nothing holds the alias). Reads only."""
-    from .decision import REJECT, decide, plan_fetch
-    from .history import load_series, record_from_run
+    from .compare.decision import REJECT, decide, plan_fetch
+    from .compare.loader import load_series, record_from_run
 
     tags, metrics = run.data.tags, run.data.metrics
     gates: list[Gate] = []

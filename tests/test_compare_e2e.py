@@ -377,7 +377,7 @@ def test_compare_is_fast_on_many_small_runs(sqlite_uri, client):
 def test_sql_fast_path_and_public_api_agree(sqlite_uri, client, monkeypatch):
     """Series come from a plain range scan on SQL stores and from MLflow's public API elsewhere (HTTP):
     the same verdicts and messages either way."""
-    from sai_mlflow import history
+    from sai_mlflow.compare import loader as history
 
     log_run(client, "leaky", memory=flat_memory(leak_per_h=3.0), map50=[0.5, 0.5, 0.4, 0.4, 0.4])
     log_run(client, "fine", memory=flat_memory(), map50=[0.5, 0.5, 0.5, 0.5, 0.5],

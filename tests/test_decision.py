@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sai_mlflow import decision as D
-from sai_mlflow.decision import RunRecord, decide, memory_slope_gib_per_hour, plan_fetch
-from sai_mlflow.policy import Policy
+from sai_mlflow.compare import decision as D
+from sai_mlflow.compare.decision import RunRecord, decide, memory_slope_gib_per_hour, plan_fetch
+from sai_mlflow.compare.policy import Policy
 
 P = Policy()
 

@@ -154,8 +154,8 @@ def test_missing_file(tmp_path):
 
 
 def test_records_as_a_pandas_frame(client, seeded):
-    from sai_mlflow.history import load_records, to_frame
-    from sai_mlflow.policy import Policy
+    from sai_mlflow.compare.loader import load_records, to_frame
+    from sai_mlflow.compare.policy import Policy
 
     records = load_records(client, experiment="sai-net-stage1", policy=Policy(), progress=False)
     frame = to_frame(records)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sai_mlflow.policy import DEFAULT_POLICY_FILE, Policy, PolicyError, load_policy, make_policy
+from sai_mlflow.compare.policy import DEFAULT_POLICY_FILE, Policy, PolicyError, load_policy, make_policy
 
 
 def test_builtin_defaults_equal_the_config_file():

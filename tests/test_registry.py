@@ -244,7 +244,7 @@ CASES = {
 
 @pytest.mark.parametrize("gate", list(CASES))
 def test_each_gate_fails_on_its_own_and_nothing_is_registered(gated, gate):
-    from sai_mlflow.policy import load_policy
+    from sai_mlflow.compare.policy import load_policy
 
     uri, client, holder = gated
     before = versions(client, GATE_MODEL), alias_of(client, GATE_MODEL)
@@ -258,7 +258,7 @@ def test_each_gate_fails_on_its_own_and_nothing_is_registered(gated, gate):
 
 
 def test_memory_over_the_limit_fails_the_gate_and_the_comparator(gated):
-    from sai_mlflow.policy import load_policy
+    from sai_mlflow.compare.policy import load_policy
 
     uri, client, holder = gated
     rid = clone_run(client, holder, metrics={**GOOD, K.SUMMARY_PEAK_FRACTION: 0.95})

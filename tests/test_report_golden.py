@@ -11,11 +11,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sai_mlflow import report
-from sai_mlflow.decision import decide
-from sai_mlflow.history import load_records
+from sai_mlflow.compare import render as report
+from sai_mlflow.compare.decision import decide
+from sai_mlflow.compare.loader import load_records
 from sai_mlflow.importers.history_file import import_history_file
-from sai_mlflow.policy import load_policy
+from sai_mlflow.compare.policy import load_policy
 
 ROOT = Path(__file__).resolve().parent
 SEED = ROOT.parent / "configs" / "history" / "seed_2024-08.yaml"

@@ -45,10 +45,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
     RUN_IDS compare those runs; otherwise the runs of --experiment (optionally --filter).
     """
-    from .. import report
-    from ..decision import decide
-    from ..history import InputError, load_records, plot_series
-    from ..policy import PolicyError, load_policy
+    from ..compare import render
+    from ..compare.decision import decide
+    from ..compare.loader import InputError, load_records, plot_series
+    from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import resolve_experiment
 
     if run_ids and (experiment or filter_string):
@@ -69,19 +69,19 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     decision = decide(records, policy)
 
     if fmt == "json":
-        click.echo(report.to_json(decision))
+        click.echo(render.to_json(decision))
     elif fmt == "markdown":
-        click.echo(report.to_markdown(decision), nl=False)
+        click.echo(render.to_markdown(decision), nl=False)
     else:
         from rich.console import Console
 
         console = Console(width=width) if width else Console()
         if not width and not console.is_terminal:
             console = Console(width=180)  # piped or logged: rich's 80 columns would fold every cell
-        report.render_table(decision, console)
+        render.render_table(decision, console)
 
     if plot_file:
-        report.plot(decision, plot_series(client, records), plot_file)
+        render.plot(decision, plot_series(client, records), plot_file)
         click.echo(f"plot written to {plot_file}", err=True)
     if tag_runs:
         from mlflow.entities import RunTag

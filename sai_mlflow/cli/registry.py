@@ -73,7 +73,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     from rich.console import Console
 
     from .. import registry
-    from ..policy import PolicyError, load_policy
+    from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import make_client, resolve_tracking_uri
 
     if rollback and run_id:

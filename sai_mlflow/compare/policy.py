@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "configs" / "decision.yaml"
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "configs" / "decision.yaml"
 
 
 class PolicyError(ValueError):
@@ -81,7 +81,7 @@ def make_policy(values: dict[str, Any] | None = None, source: str = "policy") ->
 
 def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Policy:
     """Defaults <- `path` (or configs/decision.yaml when it exists) <- overrides (flags; None values ignored)."""
-    from .yaml_file import load_mapping
+    from ..yaml_file import load_mapping
 
     values: dict[str, Any] = {}
     source = "defaults"

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import keys as K
+from .. import keys as K
 from .memfit import MemoryFit, fit_peak_memory
-from .telemetry.stats import median
+from ..telemetry.stats import median
 
 # verdicts
 RECOMMENDED = "recommended"

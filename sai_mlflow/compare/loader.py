@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from . import keys as K
+from .. import keys as K
 from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
 
 MEMORY_POINTS = 500
