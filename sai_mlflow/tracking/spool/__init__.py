@@ -11,9 +11,10 @@ from .format import (KEEP_ENV, LOCAL_PREFIX, SPOOL_ENV, Pending, Spool, encode, 
                      read_records, spool_root, summarize, valid_end)
 from .sink import SpoolingSink
 from .sync import SyncResult, sync_spool
-from .upload import Uploader, drain, is_permanent, upload_step
+from .upload import StoreRefused, Uploader, drain, is_content_rejection, refusal_reason, upload_step
 from .values import Cleaned, clean_batch, safe_key
 
 __all__ = ["KEEP_ENV", "LOCAL_PREFIX", "SPOOL_ENV", "Cleaned", "Pending", "Spool", "SpoolingSink", "SyncResult",
-           "Uploader", "clean_batch", "drain", "encode", "is_permanent", "list_spools", "new_local_run_id",
+           "StoreRefused", "Uploader", "clean_batch", "drain", "encode", "is_content_rejection", "list_spools",
+           "new_local_run_id", "refusal_reason",
            "read_records", "safe_key", "spool_root", "summarize", "sync_spool", "upload_step", "valid_end"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import mmap
 import os
 import struct
 import threading
@@ -36,6 +37,7 @@ KEEP_ENV = "SAI_MLFLOW_SPOOL_KEEP"
 LOCAL_PREFIX = "local-"
 MAX_RECORD = 64 << 20
 _HEADER = struct.Struct("<II")
+RECORD_START = b'{"t":'  # every payload begins so (encode() writes "t" first)
 
 
 def spool_root(explicit: str | Path | None = None) -> Path:
@@ -48,38 +50,74 @@ def new_local_run_id() -> str:
 
 
 def encode(record: dict) -> bytes:
+    record = {"t": record["t"], **record}  # "t" first: the reader resynchronises on RECORD_START
     payload = json.dumps(record, separators=(",", ":"), allow_nan=True).encode()
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def read_records(path: Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, dict]]:
-    """(offset after the record, record) from `start`; stops at the first torn/corrupt record or `end`."""
+def _record_at(buf, pos: int, limit: int) -> tuple[int, dict] | None:
+    """The whole, checksummed record starting at `pos` (ending by `limit`), else None."""
+    if pos + _HEADER.size > limit:
+        return None
+    n, crc = _HEADER.unpack_from(buf, pos)
+    end = pos + _HEADER.size + n
+    if n > MAX_RECORD or end > limit:
+        return None
+    payload = buf[pos + _HEADER.size:end]
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        rec = json.loads(payload)
+    except ValueError:
+        return None
+    return (end, rec) if isinstance(rec, dict) else None
+
+
+def _next_record(buf, pos: int, limit: int) -> int | None:
+    """Resynchronise: the offset of the next whole record after a bad one (every record starts `{"t":`)."""
+    i = buf.find(RECORD_START, pos + _HEADER.size + 1, limit)
+    while i != -1:
+        if _record_at(buf, i - _HEADER.size, limit) is not None:
+            return i - _HEADER.size
+        i = buf.find(RECORD_START, i + 1, limit)
+    return None
+
+
+def read_records(path: Path, start: int = 0, end: int | None = None,
+                 gaps: list[tuple[int, int]] | None = None) -> Iterator[tuple[int, dict]]:
+    """(offset after the record, record) from `start` up to `end`.
+
+    A bad record (failed length, crc or JSON) followed by a good one is skipped: reading resumes at the
+    next whole record, and (offset, size) of the skipped bytes goes to `gaps`. A bad tail with no whole
+    record after it is a torn last write: reading stops there. A record is never mis-read (crc32).
+    """
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         return
     with f:
-        f.seek(start)
-        pos = start
-        while end is None or pos < end:
-            head = f.read(_HEADER.size)
-            if len(head) < _HEADER.size:
-                return
-            n, crc = _HEADER.unpack(head)
-            if n > MAX_RECORD:
-                return
-            payload = f.read(n)
-            if len(payload) < n or zlib.crc32(payload) != crc:
-                return
-            try:
-                rec = json.loads(payload)
-            except ValueError:
-                return
-            pos += _HEADER.size + n
-            yield pos, rec
+        size = os.fstat(f.fileno()).st_size
+        limit = size if end is None else min(end, size)
+        if limit <= start:
+            return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            pos = start
+            while pos < limit:
+                got = _record_at(buf, pos, limit)
+                if got is None:
+                    nxt = _next_record(buf, pos, limit)
+                    if nxt is None:
+                        return  # a torn tail
+                    if gaps is not None:
+                        gaps.append((pos, nxt - pos))
+                    pos = nxt
+                    continue
+                pos, rec = got
+                yield pos, rec
 
 
 def valid_end(path: Path, start: int = 0) -> int:
+    """The end of the last whole record: what follows it is a torn tail."""
     end = start
     for end, _ in read_records(path, start):
         pass
@@ -115,13 +153,13 @@ class Spool:
         _atomic_write(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
 
     def bound_run_id(self) -> str | None:
-        """The MLflow run this spool uploads into (itself, or the run sync created for a local id)."""
-        if not self.local:
-            return self.run_id
+        """The MLflow run this spool uploads into: the one sync bound it to (a local id's run, or a copy in a
+        store that lacked the run), else its own id; None for a local spool never synced."""
         try:
-            return (self.dir / "mlflow_run_id").read_text().strip() or None
+            bound = (self.dir / "mlflow_run_id").read_text().strip()
         except FileNotFoundError:
-            return None
+            bound = ""
+        return bound or (None if self.local else self.run_id)
 
     def bind(self, mlflow_run_id: str) -> None:
         _atomic_write(self.dir / "mlflow_run_id", mlflow_run_id + "\n")
@@ -242,13 +280,14 @@ class Pending:
     bytes: int = 0
     torn_tail_bytes: int = 0
     all_metrics: int = 0  # the whole spool, acknowledged or not
+    corrupt: list[tuple[int, int]] = field(default_factory=list)  # (byte offset, size) of skipped records
 
 
 def summarize(spool: Spool) -> Pending:
     p = Pending()
     wm = spool.watermark
     end = 0
-    for end, rec in spool.records(0):
+    for end, rec in read_records(spool.log, 0, gaps=p.corrupt):
         t = rec.get("t")
         if t == "m":
             p.all_metrics += len(rec["p"])

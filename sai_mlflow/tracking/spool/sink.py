@@ -12,7 +12,7 @@ from ... import keys as K
 from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from ..sink import Batch
 from .format import KEEP_ENV, Spool, spool_root, summarize
-from .upload import Uploader, upload_step
+from .upload import StoreRefused, Uploader, upload_step
 from .values import MAX_TAG_CHARS, _text, clean_batch
 
 KEY_NOTE_TAG = K.TAG_NOTE_KEYS_MAPPED
@@ -32,13 +32,15 @@ class SpoolingSink:
 
     def __init__(self, client, run_id: str, root: str | Path | None = None, meta: dict | None = None,
                  report: Reporter = print, drain_timeout_s: float = 6.0, max_backoff_s: float = 2.0,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, upload_interval_s: float = 1.0) -> None:
         self.client = client
         self.run_id = run_id
         self.report = report
         self.drain_timeout_s = drain_timeout_s
         self.max_backoff_s = max_backoff_s
         self.fsync = fsync
+        self.upload_interval_s = upload_interval_s  # the upload cadence; appends do not hurry it
+        self.last_error = ""  # why the last upload failed (an outage, or the store refusing the run)
         self.spool = Spool(spool_root(root) / run_id)
         self.spool.dir.mkdir(parents=True, exist_ok=True)
         if not self.spool.try_lock():
@@ -109,15 +111,20 @@ class SpoolingSink:
         if self._thread is not None:
             self._thread.join(timeout=0.5 if not done else 5.0)
         if done and not (self._thread and self._thread.is_alive()):
-            keep = os.environ.get(KEEP_ENV, "").lower() in ("1", "true", "yes")
-            if keep:
+            refused = self.spool.rejected()
+            if refused:
+                self.report(f"sai_mlflow: the store refused {len(refused)} item(s) for their content; they are kept "
+                            f"in {self.spool.dir / 'rejected.jsonl'} (`sai-mlflow sync --dry-run` lists them)")
+            if refused or os.environ.get(KEEP_ENV, "").lower() in ("1", "true", "yes"):
                 self.spool.close()
             else:
                 self.spool.remove()
             return
         self.spool.close()
         left = summarize(self.spool)
-        where = "offline" if self._up is None else "the tracking store is unreachable"
+        where = ("offline" if self._up is None else
+                 f"the tracking store did not take the run ({self.last_error})" if self.last_error else
+                 "the tracking store is unreachable")
         self.report(f"sai_mlflow: {where}; run {self.run_id} kept {left.metrics} points and {left.records} "
                     f"records in {self.spool.dir} -- upload them with: sai-mlflow sync --run {self.run_id}")
 
@@ -128,7 +135,6 @@ class SpoolingSink:
         with self._lock:
             for r in records:
                 self.spool.append(r)
-        self._wake.set()
 
     def pending(self) -> bool:
         return self.spool.watermark < self.spool.end
@@ -151,7 +157,7 @@ class SpoolingSink:
             if self._down_since is not None:
                 self._stop_ev.wait(backoff)  # down: keep to the backoff, new appends do not hurry it
             else:
-                self._wake.wait(1.0)
+                self._wake.wait(self.upload_interval_s)
                 self._wake.clear()
             if self._stop:
                 break
@@ -168,16 +174,19 @@ class SpoolingSink:
                     self.uploaded_metrics += m
             except Exception as e:
                 self.failures += 1
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                    self.report(f"sai_mlflow: the tracking store failed ({type(e).__name__}: {str(e)[:200]}); "
-                                f"training continues, data is spooled in {self.spool.dir}")
+                error = str(e)[:300] if isinstance(e, StoreRefused) else f"{type(e).__name__}: {str(e)[:200]}"
+                if self._down_since is None or (isinstance(e, StoreRefused) and error != self.last_error):
+                    self._down_since = self._down_since or time.monotonic()
+                    self.report(f"sai_mlflow: the tracking store failed ({error}); "
+                                f"training continues, data is kept in {self.spool.dir}")
+                self.last_error = error
                 backoff = min(backoff * 2, self.max_backoff_s) * random.uniform(0.75, 1.0)
                 continue
             if self._down_since is not None:
                 self.report(f"sai_mlflow: the tracking store is back after {time.monotonic() - self._down_since:.0f} s; "
                             "uploading the spool")
                 self._down_since = None
+                self.last_error = ""
             backoff = 0.2
             with self._idle:
                 self._idle.notify_all()

@@ -23,6 +23,7 @@ class Uploader:
         self.run_id = run_id
         self.timeout_s = timeout_s
         self.http = str(client.tracking_uri).startswith(("http://", "https://"))
+        self.missing: list[str] = []  # artifact files gone from disk before they were uploaded
 
     def _post(self, endpoint: str, body: dict) -> None:
         from mlflow.utils.rest_utils import http_request, verify_rest_response
@@ -74,25 +75,69 @@ def _json_float(v: float):
     return v
 
 
-def is_permanent(e: BaseException) -> bool:
-    """The store answered and refused (4xx): resending will not help. Anything else is transient."""
+class StoreRefused(Exception):
+    """The store answered but will not take anything for this run yet: the run is missing or deleted
+    there, or the credentials were refused. Nothing is set aside; the data stays pending until fixed."""
+
+
+_ACTIVE_STATE = "must be in the 'active' state"
+
+
+def http_status(e: BaseException) -> int | None:
     try:
         from mlflow.exceptions import MlflowException
     except Exception:
-        return False
+        return None
     if not isinstance(e, MlflowException):
-        return False
+        return None
     try:
-        code = e.get_http_status_code()
+        return int(e.gethttp_status_code())
     except Exception:
-        return False
-    return 400 <= code < 500 and code not in (408, 429)
+        return None
+
+
+def refusal_reason(e: BaseException, run_id: str = "") -> str | None:
+    """Why the store will take nothing for this run until someone acts, or None (an outage, or content)."""
+    code = http_status(e)
+    if code is None:
+        return None
+    run = f"run {run_id}" if run_id else "the run"
+    if code == 404:
+        return (f"the store has no {run} (another store, one restored from an older backup, or the run was "
+                "purged); nothing was set aside")
+    if code == 401:
+        return ("the store refused the credentials (HTTP 401); set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to working ones and run `sai-mlflow sync`")
+    if code == 403:
+        return (f"the store denied permission to write {run} (HTTP 403); ask for edit permission, "
+                "then run `sai-mlflow sync`")
+    if _ACTIVE_STATE in str(e):
+        return f"{run} is deleted in the store; restore it (`mlflow runs restore --run-id {run_id}`), then sync again"
+    return None
+
+
+def is_content_rejection(e: BaseException) -> bool:
+    """The store validated these items and refused them for what they are (a bad key, a changed param):
+    only these may be set aside. An outage (5xx, timeouts, refused connections) or a refusal of the
+    run itself (missing, deleted, 401/403) is not: the data stays pending."""
+    code = http_status(e)
+    return code == 400 and refusal_reason(e) is None
+
+
+def _raise_for(e: BaseException, run_id: str) -> None:
+    """Re-raise a failure that is not a content rejection; a refusal of the run as StoreRefused (says why)."""
+    reason = refusal_reason(e, run_id)
+    if reason is not None:
+        raise StoreRefused(reason) from e
+    if not is_content_rejection(e):
+        raise e
 
 
 def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int, int]:
     """Send the next request's worth of records from the watermark. Returns (records, metrics) sent.
 
-    Raises on a transient failure (watermark unchanged). Permanent refusals go to rejected.jsonl.
+    Raises on an outage or a refusal of the run (StoreRefused): the watermark does not move. Only items
+    the store rejects for their content go to rejected.jsonl.
     """
     wm = spool.watermark
     metrics: list = []
@@ -125,8 +170,8 @@ def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int
     try:
         if single is not None:
             if single["t"] == "a":
-                if not Path(single["path"]).exists():
-                    spool.add_rejected([{"artifact": single["path"], "reason": "file no longer exists"}])
+                if not Path(single["path"]).exists():  # nothing to upload, nothing the store refused
+                    up.missing.append(single["path"])
                 else:
                     up.log_artifact(single["path"], single.get("ap"))
             else:
@@ -134,15 +179,14 @@ def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int
         elif metrics or params or tags:
             up.log_batch(metrics, params, tags)
     except Exception as e:
-        if not is_permanent(e):
-            raise
+        _raise_for(e, up.run_id)
         _one_by_one(spool, up, metrics, params, tags, single, e)
     spool.set_watermark(new_wm)
     return n, len(metrics)
 
 
 def _one_by_one(spool, up, metrics, params, tags, single, error) -> None:
-    """A refused request: send item by item, keep the refused ones in rejected.jsonl (never block)."""
+    """A request refused for its content: send item by item; the refused ones go to rejected.jsonl, kept on disk."""
     if single is not None:
         spool.add_rejected([{**single, "reason": str(error)[:300]}])
         return
@@ -151,16 +195,14 @@ def _one_by_one(spool, up, metrics, params, tags, single, error) -> None:
         try:
             up.log_batch([[k, v, ts, s]], {}, {})
         except Exception as e:
-            if not is_permanent(e):
-                raise
+            _raise_for(e, up.run_id)
             bad.append({"metric": k, "value": repr(v), "step": s, "reason": str(e)[:300]})
     for kind, items in (("param", params), ("tag", tags)):
         for k, v in items.items():
             try:
                 up.log_batch([], {k: v} if kind == "param" else {}, {k: v} if kind == "tag" else {})
             except Exception as e:
-                if not is_permanent(e):
-                    raise
+                _raise_for(e, up.run_id)
                 bad.append({kind: k, "value": v[:200], "reason": str(e)[:300]})
     if bad:
         spool.add_rejected(bad)
