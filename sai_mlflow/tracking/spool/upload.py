@@ -91,7 +91,7 @@ def http_status(e: BaseException) -> int | None:
     if not isinstance(e, MlflowException):
         return None
     try:
-        return int(e.gethttp_status_code())
+        return int(e.get_http_status_code())
     except Exception:
         return None
 
