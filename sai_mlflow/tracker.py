@@ -25,6 +25,7 @@ from .tracking.sink import Batch, Sink
 from .tracking.spool import SpoolingSink
 from .tracking.store import get_or_create_experiment, make_client, probe
 
+SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
 
@@ -84,11 +85,13 @@ class RunTracker:
         self.audit = getattr(trainer, "sai_audit", None)
         self._batch_cursor = 0
         self._mem_cursor = 0
+        self._window_cursor = 0
         self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
         self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
         self.publisher = Publisher(
             self.sink, [self._collect_batches, self._collect_memory],
             interval_s=self.settings.publish_interval_s, report=report,
+            write_interval_s=SPOOL_WRITE_INTERVAL_S, window_collectors=[self._collect_memory_window],
         ).start()
 
     # --- run resolution ---------------------------------------------------------------------------
@@ -142,7 +145,7 @@ class RunTracker:
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
         s = self.settings
-        return SpoolingSink(self.client, run_id, report=report,
+        return SpoolingSink(self.client, run_id, report=report, upload_interval_s=s.publish_interval_s,
                             drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
                             meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
                                   "run_name": s.run_name})
@@ -176,13 +179,19 @@ class RunTracker:
         samples = self.monitor.samples
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
+        return Batch(metrics=[(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i)
+                              for i, (ts, gib) in enumerate(samples[start:n])])
+
+    def _collect_memory_window(self) -> Batch:
+        """Once per publish window (5 s), not per spool write: the window's highest sample."""
+        samples = self.monitor.samples
+        n = len(samples)
+        start, self._window_cursor = self._window_cursor, n
         if start == n:
             return Batch()
         new = samples[start:n]
-        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(new)]
-        pts.append((K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index))
         self.window_index += 1
-        return Batch(metrics=pts)
+        return Batch(metrics=[(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index - 1)])
 
     # --- setup ------------------------------------------------------------------------------------
     def on_setup_done(self, trainer) -> None:

@@ -177,3 +177,88 @@ def test_a_corrupt_record_in_the_middle_costs_only_itself(tmp_path, damage):
     assert _steps(c, run_id) == {k: [i for i in range(40) if i != lost] for k in KEYS}  # only the bad one is lost
     assert c.get_run(run_id).info.status == "FINISHED"  # not KILLED: the status record after it was read
     assert sp.dir.exists()  # kept for the user to look at
+
+
+# --- items 6 and 7: kills -----------------------------------------------------------------------------
+KILL_SCRIPT = """
+import json, os, signal, sys, time
+from sai_mlflow import keys as K
+from sai_mlflow.tracking.spool import read_records, spool_root
+from sai_mlflow.trainer import TrackedDetectionTrainer
+data, project, out = sys.argv[1:4]
+t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data=data, epochs=10, batch=8, imgsz=64,
+    device="cpu", workers=0, plots=False, amp=False, val=False, project=project))
+checks, done = [], [0]
+def probe(trainer):
+    done[0] += 1
+    if done[0] in (3, 7, 10):
+        time.sleep(1.05)  # every batch that ended more than 1 s ago must be in the spool by now
+        log = spool_root() / trainer.sai_tracker.run_id / "spool.log"
+        steps = {p[3] for _, r in read_records(log) if r["t"] == "m" for p in r["p"] if p[0] == K.BATCH_STEP_S}
+        checks.append([done[0], len(steps)])
+        open(out, "w").write(json.dumps(checks))
+        if done[0] == 10:
+            os.kill(os.getpid(), signal.SIGKILL)
+t.add_callback("on_train_batch_end", probe)
+t.train()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_last_second(tmp_path, synthetic_data):
+    """Default publish interval (5 s): the spool still holds every batch that ended over 1 s before a SIGKILL."""
+    import json
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri, "SAI_MLFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+           "SAI_MLFLOW_LOG_MODEL": "0", "SAI_MLFLOW_PUBLISH_INTERVAL_S": "5"}
+    env.pop("SAI_MLFLOW_MEMORY_INTERVAL_S", None)
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(synthetic_data), str(tmp_path / "runs"),
+                           str(tmp_path / "checks.json")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    checks = json.loads((tmp_path / "checks.json").read_text())
+    assert checks == [[3, 3], [7, 7], [10, 10]]  # [batches done, batches in the spool] at each moment
+    r = _sync(tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    from mlflow.tracking import MlflowClient
+
+    from sai_mlflow import keys as K
+
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    assert run.info.status == "KILLED"
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S)) == list(range(10))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["TERM", "HUP"])
+def test_sigterm_and_sighup_flush_and_close_the_run_killed(tmp_path, synthetic_data, sig):
+    """`timeout` (and docker stop, SLURM) sends SIGTERM: the run is flushed and closed KILLED, then the process exits."""
+    import subprocess
+    import sys
+
+    from helpers import smoke_args
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    cmd = ["timeout", "-s", sig, "45", sys.executable, "-m", "sai_mlflow.cli",
+           *smoke_args(tmp_path, synthetic_data), "--set", "epochs=2000", "--set", "tracking.log_model=false",
+           "--skip-preflight", "--tracking-uri", uri]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "YOLO_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 124, proc.stderr[-3000:]  # timeout's own code: it had to send the signal
+    assert time.monotonic() - t0 < 45 + 15  # flushed within the flush timeout, then exited
+    assert f"stopped by SIG{sig}" in proc.stderr and "is marked KILLED" in proc.stderr, proc.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    from sai_mlflow import keys as K
+
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    assert run.info.status == "KILLED"
+    steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
+    assert len(steps) >= 4 and steps == list(range(len(steps)))  # everything, in order, nothing left behind
+    assert not list_spools(tmp_path / "mlruns" / "spool")
