@@ -150,6 +150,7 @@ class PreflightContext:
     host: HostInfo | None = None  # probed when None
     gpu_name: str | None = None  # for comparability; default: the chosen device's NVML name, else 'cpu'
     check_images: bool = True  # audit decodes image headers (corrupt files); False: counts and labels only
+    tracking_uri: str | None = None  # where the run will be logged; None: tracking_unwritable is not checked
 
 
 # --- argument normalisation ------------------------------------------------------------------
@@ -663,6 +664,21 @@ def check_gpu_busy(s: _State) -> list[Finding]:
     return out
 
 
+def check_tracking_writable(s: _State) -> list[Finding]:
+    """Neither spool nor store writable: the run would train untracked (an unwritable cwd with ./mlruns)."""
+    if s.ctx.tracking_uri is None:
+        return []
+    from .tracking.spool import spool_root
+    from .tracking.writable import tracking_unwritable
+
+    why = tracking_unwritable(s.ctx.tracking_uri, spool_root())
+    if why is None:
+        return []
+    return [Finding("error", "tracking_unwritable", f"nothing of this run could be recorded: {why}",
+                    "run from a writable folder, or set SAI_MLFLOW_SPOOL_DIR to a writable folder "
+                    "(and --tracking-uri to a store you can write)")]
+
+
 CHECKS: tuple[tuple[str, Callable[[_State], list[Finding]]], ...] = (
     ("arg_invalid", check_args),
     ("dataset_audit", check_dataset_audit),
@@ -675,6 +691,7 @@ CHECKS: tuple[tuple[str, Callable[[_State], list[Finding]]], ...] = (
     ("batch_changed_on_resume", check_resume),
     ("memory_forecast", check_memory_forecast),
     ("gpu_busy", check_gpu_busy),
+    ("tracking_unwritable", check_tracking_writable),
 )
 
 

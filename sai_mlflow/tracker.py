@@ -22,7 +22,7 @@ from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
-from .tracking.spool import SpoolingSink
+from .tracking.spool import LOCAL_PREFIX, SpoolingSink
 from .tracking.store import get_or_create_experiment, make_client, probe
 
 SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
@@ -101,6 +101,8 @@ class RunTracker:
         run_id = s.run_id
         if not run_id and trainer.args.resume and run_file.is_file():
             run_id = run_file.read_text().strip()
+            if run_id.startswith(LOCAL_PREFIX):
+                run_id = self._synced_run_of(run_id)
         if not run_id:
             try:
                 self.client = make_client(s.tracking_uri)
@@ -129,18 +131,45 @@ class RunTracker:
         run_file.write_text(run_id + "\n")
         return sink
 
+    def _synced_run_of(self, local_id: str) -> str:
+        """--resume of a run that trained offline: continue the run `sync` made of it (syncing it now if needed)."""
+        from .tracking.spool import Spool, spool_root, sync_spool
+
+        s = self.settings
+        spool = Spool(spool_root() / local_id)
+        if spool.log.exists():
+            res = sync_spool(spool, s.tracking_uri)
+            if res.state != "synced":
+                raise RuntimeError(f"run {local_id} trained offline and its spool could not be synced ({res.message})")
+            report(f"sai_mlflow: run {local_id} (trained offline) was synced as run {res.run_id}; resuming it")
+            return res.run_id
+        client = make_client(s.tracking_uri)
+        found = client.search_runs([get_or_create_experiment(client, s.experiment)], max_results=1,
+                                   filter_string=f"tags.`{K.TAG_LOCAL_RUN_ID}` = '{local_id}'")
+        if not found:
+            raise RuntimeError(f"run {local_id} trained offline and was never synced to {s.tracking_uri}: "
+                               "run `sai-mlflow sync` (or pass the store it was synced to with --tracking-uri)")
+        return found[0].info.run_id
+
     def _offline_sink(self, trainer, error: Exception, run_file: Path) -> Sink:
         from .tracking.spool import new_local_run_id
 
         s = self.settings
-        self.run_id = new_local_run_id()
+        run_id = new_local_run_id()
+        try:  # the spool first: say "spooled locally" only once it is true
+            sink = SpoolingSink(None, run_id, report=report, meta={
+                "tracking_uri": s.tracking_uri, "experiment": s.experiment,
+                "run_name": s.run_name or trainer.args.name, "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
+                "run_id_file": str(run_file.resolve())})
+        except Exception as spool_error:
+            raise RuntimeError(f"neither the store ({type(error).__name__}: {str(error)[:200]}) nor the spool "
+                               f"({type(spool_error).__name__}: {str(spool_error)[:200]}) can be written") from None
+        self.run_id = run_id
         report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
                f"training continues and the run is spooled locally as {self.run_id}")
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(self.run_id + "\n")
-        return SpoolingSink(None, self.run_id, report=report, meta={
-            "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
+        return sink
 
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
@@ -359,14 +388,19 @@ class RunTracker:
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
-        if not (self.settings.log_model and self.client is not None and best.is_file()):
+        if not (self.settings.log_model and best.is_file()):
             return
         from .model import log_detector_model
 
         try:
+            if self.client is None:
+                raise ConnectionError("the run is spooled locally")
             probe(self.settings.tracking_uri)
         except ConnectionError as e:
-            report(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
+            spool_model = getattr(self.sink, "log_model", None)
+            if spool_model is not None:
+                spool_model(str(best), trainer.data["names"], imgsz_int(trainer.args.imgsz))
+                report(f"sai_mlflow: the model will be logged when the spool is uploaded ({e})")
             return
 
         def work() -> None:

@@ -90,8 +90,8 @@ def on_pretrain_routine_start(trainer) -> None:
         trainer.sai_tracker = RunTracker(trainer)
     except Exception as e:
         trainer.sai_tracker = None
-        report(f"sai_mlflow: tracking is off for this run, the MLflow store could not be opened "
-               f"({type(e).__name__}: {str(e)[:300]}); training continues untracked")
+        report(f"sai_mlflow: tracking is off for this run: {type(e).__name__}: {str(e)[:400]}; "
+               "training continues untracked")
 
 
 def on_train_batch_start(trainer) -> None:

@@ -262,3 +262,77 @@ def test_sigterm_and_sighup_flush_and_close_the_run_killed(tmp_path, synthetic_d
     steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
     assert len(steps) >= 4 and steps == list(range(len(steps)))  # everything, in order, nothing left behind
     assert not list_spools(tmp_path / "mlruns" / "spool")
+
+
+# --- item 4: nowhere to record ------------------------------------------------------------------------
+def test_unwritable_cwd_with_the_default_store_is_refused_before_training(tmp_path, synthetic_data):
+    """`./mlruns` cannot be made (a file is in the way: unwritable even for root): preflight says so, train refuses."""
+    from helpers import ROOT
+
+    (tmp_path / "mlruns").write_text("not a folder")
+    env = {"SAI_MLFLOW_SPOOL_DIR": "", "MLFLOW_TRACKING_URI": ""}
+    pre = run_cli("preflight", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--set", f"data={synthetic_data}",
+                  cwd=tmp_path, env=env, timeout=300)
+    assert pre.returncode == 1 and "tracking_unwritable" in pre.stdout, pre.stdout + pre.stderr
+    args = [a for a in __import__("helpers").smoke_args(tmp_path, synthetic_data)]
+    proc = run_cli(*args, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "tracking_unwritable" in proc.stderr and "nothing was started" in proc.stderr
+    assert "SAI_MLFLOW_SPOOL_DIR" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# --- item 5: offline, then resume ---------------------------------------------------------------------
+OFFLINE_INTERRUPTED = """
+import os, sys
+from sai_mlflow.trainer import TrackedDetectionTrainer
+data, project = sys.argv[1:3]
+t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data=data, epochs=3, batch=8, imgsz=64,
+    device="cpu", workers=0, plots=False, amp=False, project=project))
+def stop(trainer):
+    if trainer.epoch == 0:
+        raise KeyboardInterrupt
+t.add_callback("on_fit_epoch_end", stop)
+t.train()
+"""
+
+
+@pytest.mark.slow
+def test_a_run_started_offline_resumes_into_its_synced_run(tmp_path, synthetic_data):
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from sai_mlflow import keys as K
+    from sai_mlflow.model import find_run_model
+
+    from helpers import ROOT
+
+    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # nothing listens
+           "SAI_MLFLOW_PUBLISH_INTERVAL_S": "1"}
+    proc = subprocess.run([sys.executable, "-c", OFFLINE_INTERRUPTED, str(synthetic_data), str(tmp_path / "runs")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "spooled locally as local-" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    run_file = tmp_path / "runs" / "train" / "weights" / K.RUN_ID_FILE
+    local_id = run_file.read_text().strip()
+    assert local_id.startswith("local-")
+    good = f"sqlite:///{tmp_path / 'good' / 'mlflow.db'}"
+    sync = run_cli("sync", "--tracking-uri", good, cwd=tmp_path, timeout=300)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    client = MlflowClient(good)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED" and run_file.read_text().strip() == run.info.run_id  # the file follows
+    proc = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--resume",
+                   str(tmp_path / "runs" / "train" / "weights" / "last.pt"), "--tracking-uri", good,
+                   cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.run_id for r in runs] == [run.info.run_id]  # the same run continued
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, K.VAL_MAP50)) == [1, 2, 3]
+    steps = [m.step for m in sorted(client.get_metric_history(run.info.run_id, K.BATCH_STEP_S),
+                                    key=lambda m: m.timestamp)]
+    assert steps == sorted(set(steps))
+    assert find_run_model(client, run).startswith("models:/")

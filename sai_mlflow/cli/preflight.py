@@ -97,7 +97,7 @@ def forecast_history(args: dict, tracking_uri: str | None, experiment: str | Non
 @click.option("--max-memory-fraction", default=None, type=click.FloatRange(0.05, 1.0),
               help="policy limit for memory_forecast [default 0.90]")
 @click.option("--no-image-check", is_flag=True, help="skip reading image headers (faster; no corrupt-image check)")
-@click.option("--tracking-uri", default=None, help="store with earlier runs for memory_forecast")
+@click.option("--tracking-uri", default=None, help="where the run will be logged: earlier runs for memory_forecast, and tracking_unwritable")
 @click.option("--experiment", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, model, resume, stage_to,
@@ -108,8 +108,11 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     flags = dict(data=data, batch=batch, imgsz=imgsz, cache=cache, workers=workers, device=device, model=model,
                  resume=resume)
     args, config_experiment = _args_from(config_path, sets, flags)
+    from ..tracking.store import resolve_tracking_uri
+
     ctx = PreflightContext(args=args, stage_dest=stage_to, check_images=not no_image_check,
-                           max_memory_fraction=max_memory_fraction or DEFAULT_MAX_MEMORY_FRACTION)
+                           max_memory_fraction=max_memory_fraction or DEFAULT_MAX_MEMORY_FRACTION,
+                           tracking_uri=resolve_tracking_uri(tracking_uri))
     try:
         ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks

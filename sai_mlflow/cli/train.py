@@ -68,7 +68,7 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     from .preflight import forecast_history
 
     checked = {**checkpoint_args(resume), **args} if resume else dict(args)
-    ctx = PreflightContext(args=checked)
+    ctx = PreflightContext(args=checked, tracking_uri=tracking_uri)
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks

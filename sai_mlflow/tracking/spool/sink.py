@@ -97,6 +97,12 @@ class SpoolingSink:
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
         self._append([{"t": "a", "path": str(Path(path).resolve()), "ap": artifact_path}])
 
+    def log_model(self, path: str, names, imgsz: int) -> None:
+        """The run's model, logged by the uploader or by `sai-mlflow sync` (a run trained offline)."""
+        names = {str(k): str(v) for k, v in (dict(enumerate(names)) if isinstance(names, list | tuple)
+                                              else dict(names)).items()}
+        self._append([{"t": "model", "path": str(Path(path).resolve()), "names": names, "imgsz": int(imgsz)}])
+
     def terminate(self, status: str) -> None:
         """Record the status, then upload what is left within drain_timeout_s; never raises for the store."""
         if not self._status_written:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from ... import keys as K
@@ -77,6 +78,18 @@ def _ensure_run(client, spool: Spool, meta: dict) -> tuple[str, bool]:
     return run_id, created
 
 
+def _point_run_file(path: str | None, local_id: str, run_id: str) -> None:
+    """The checkpoint's run-id file named the local id: point it at the synced run, so `--resume` continues it."""
+    if not path:
+        return
+    try:
+        f = Path(path)
+        if f.read_text().strip() == local_id:
+            f.write_text(run_id + "\n")
+    except OSError:
+        pass  # moved or read-only: --resume still finds the run by its sai.local_run_id tag
+
+
 def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = False) -> SyncResult:
     """Upload one spool from its watermark and set the status the run should end with.
 
@@ -99,6 +112,8 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         uri = tracking_uri or meta.get("tracking_uri") or resolve_tracking_uri()
         client = make_client(uri)
         res.run_id, res.created = _ensure_run(client, spool, meta)
+        if spool.local:
+            _point_run_file(meta.get("run_id_file"), spool.run_id, res.run_id)
         spool.open_for_append()  # drops a torn tail
         if pend.status is None:  # no terminal record: the process died (SIGKILL, OOM, power)
             end_ms = pend.last_ts_ms or int(spool.log.stat().st_mtime * 1000)

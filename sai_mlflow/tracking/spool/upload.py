@@ -57,6 +57,12 @@ class Uploader:
         self.probe()  # the artifact client retries for minutes: only start when the server answers
         self.client.log_artifact(self.run_id, path, artifact_path)
 
+    def log_model(self, path: str, names: dict, imgsz: int) -> None:
+        from ...model import log_detector_model
+
+        self.probe()
+        log_detector_model(self.client, self.run_id, path, names, imgsz)
+
     def terminate(self, status: str, end_ms: int | None) -> None:
         if self.http:
             body = {"run_id": self.run_id, "run_uuid": self.run_id, "status": status}
@@ -148,7 +154,7 @@ def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int
     single = None
     for off, rec in spool.records(wm, end):
         t = rec.get("t")
-        if t in ("a", "s"):
+        if t in ("a", "s", "model"):
             if n == 0:
                 single, new_wm, n = rec, off, 1
             break
@@ -169,11 +175,12 @@ def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int
         return 0, 0
     try:
         if single is not None:
-            if single["t"] == "a":
-                if not Path(single["path"]).exists():  # nothing to upload, nothing the store refused
-                    up.missing.append(single["path"])
-                else:
-                    up.log_artifact(single["path"], single.get("ap"))
+            if single["t"] in ("a", "model") and not Path(single["path"]).exists():
+                up.missing.append(single["path"])  # nothing to upload, nothing the store refused
+            elif single["t"] == "a":
+                up.log_artifact(single["path"], single.get("ap"))
+            elif single["t"] == "model":
+                up.log_model(single["path"], single["names"], single["imgsz"])
             else:
                 up.terminate(single["status"], single.get("end_ms"))
         elif metrics or params or tags:
