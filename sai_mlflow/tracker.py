@@ -27,6 +27,7 @@ from .tracking.sink import Batch, Sink
 from .tracking.store import probe
 from .ultralytics_args import cache_mode, train_imgsz
 
+SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
 
@@ -59,6 +60,7 @@ class RunTracker:
         self._batch_cursor = 0
         self._mem_cursor = 0
         self.window_index = 0
+        self._window_cursor = 0
         self.mem_offset = 0
         if sink is not None:  # tests: an in-memory sink, no store
             self.client, self.run_id, self.sink = None, "", sink
@@ -73,6 +75,7 @@ class RunTracker:
         self.publisher = Publisher(
             self.sink, [self._collect_batches, self._collect_memory],
             interval_s=self.settings.publish_interval_s, report=warn,
+            write_interval_s=SPOOL_WRITE_INTERVAL_S, window_collectors=[self._collect_memory_window],
         ).start()
 
     # --- collectors (publisher thread) --------------------------------------------------------------
@@ -95,13 +98,19 @@ class RunTracker:
         samples = self.monitor.samples
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
+        return Batch(metrics=[(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i)
+                              for i, (ts, gib) in enumerate(samples[start:n])])
+
+    def _collect_memory_window(self) -> Batch:
+        """Once per publish window (5 s), not per spool write: the window's highest sample."""
+        samples = self.monitor.samples
+        n = len(samples)
+        start, self._window_cursor = self._window_cursor, n
         if start == n:
             return Batch()
         new = samples[start:n]
-        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(new)]
-        pts.append((K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index))
         self.window_index += 1
-        return Batch(metrics=pts)
+        return Batch(metrics=[(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index - 1)])
 
     # --- setup ------------------------------------------------------------------------------------
     def on_setup_done(self, trainer) -> None:
@@ -259,14 +268,21 @@ class RunTracker:
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
-        if not (self.settings.log_model and self.client is not None and best.is_file()):
+        if not (self.settings.log_model and best.is_file()):
             return
         from .model import log_detector_model
 
         try:
+            if self.client is None:
+                raise ConnectionError("the run is spooled locally")
             probe(self.settings.tracking_uri)
         except ConnectionError as e:
-            warn(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
+            spool_model = getattr(self.sink, "log_model", None)
+            if spool_model is not None:
+                spool_model(str(best), trainer.data["names"], train_imgsz(trainer.args.imgsz))
+                warn(f"sai_mlflow: the model will be logged when the spool is uploaded ({e})")
+            else:
+                warn(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
             return
 
         def work() -> None:

@@ -110,7 +110,7 @@ def _policy_limit(policy_file: str | None) -> float:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML (default configs/decision.yaml), as for compare-runs")
 @click.option("--no-image-check", is_flag=True, help="skip reading image headers (faster; no corrupt-image check)")
-@click.option("--tracking-uri", default=None, help="store with earlier runs for memory_forecast")
+@click.option("--tracking-uri", default=None, help="where the run will be logged: earlier runs for memory_forecast, and tracking_unwritable")
 @click.option("--experiment", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, model, resume, stage_to,
@@ -121,8 +121,11 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     flags = dict(data=data, batch=batch, imgsz=imgsz, cache=cache, workers=workers, device=device, model=model,
                  resume=resume)
     args, config_experiment = _args_from(config_path, sets, flags)
+    from ..tracking.store import resolve_tracking_uri
+
     ctx = PreflightContext(args=args, stage_dest=stage_to, check_images=not no_image_check,
-                           max_memory_fraction=max_memory_fraction or _policy_limit(policy_file))
+                           max_memory_fraction=max_memory_fraction or _policy_limit(policy_file),
+                           tracking_uri=resolve_tracking_uri(tracking_uri))
     try:
         ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks

@@ -69,7 +69,7 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     from .preflight import forecast_history
 
     checked = {**checkpoint_args(resume), **args} if resume else dict(args)
-    ctx = PreflightContext(args=checked)
+    ctx = PreflightContext(args=checked, tracking_uri=tracking_uri)
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
@@ -139,9 +139,15 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
             tracker.publisher.put(Batch(tags=findings_as_tags(findings)))
         try:
             trainer.train()
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted: the run is marked KILLED[/]")
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            from ..trainer import Terminated
+
+            how = f"stopped by {e}" if isinstance(e, Terminated) else "interrupted"
+            run = tracker.run_id if tracker is not None else ""
+            where = f" (spooled locally as {run}: upload it with `sai-mlflow sync`)" if run.startswith("local-") else ""
+            console.print(f"[yellow]{how}: the run {run} is marked KILLED{where}[/]" if tracker is not None
+                          else f"[yellow]{how}: training stopped; it was not tracked[/]")
+            sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
         except Exception as e:
             console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
             sys.exit(1)

@@ -324,3 +324,18 @@ def check_gpu_busy(s: State) -> list[Finding]:
                            "wait for the other job, or pick an idle GPU with device: N"))
     return out
 
+
+
+def check_tracking_writable(s: State) -> list[Finding]:
+    """Neither spool nor store writable: the run would train untracked (an unwritable cwd with ./mlruns)."""
+    if s.ctx.tracking_uri is None:
+        return []
+    from ..tracking.spool import spool_root
+    from ..tracking.writable import tracking_unwritable
+
+    why = tracking_unwritable(s.ctx.tracking_uri, spool_root())
+    if why is None:
+        return []
+    return [Finding("error", "tracking_unwritable", f"nothing of this run could be recorded: {why}",
+                    "run from a writable folder, or set SAI_MLFLOW_SPOOL_DIR to a writable folder "
+                    "(and --tracking-uri to a store you can write)")]

@@ -22,6 +22,7 @@ class PreflightContext:
     host: HostInfo | None = None  # probed when None
     gpu_name: str | None = None  # for comparability; default: the chosen device's NVML name, else 'cpu'
     check_images: bool = True  # audit decodes image headers (corrupt files); False: counts and labels only
+    tracking_uri: str | None = None  # where the run will be logged; None: tracking_unwritable is not checked
 
 
 @dataclass
