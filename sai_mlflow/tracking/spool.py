@@ -231,7 +231,18 @@ class Spool:
             return {}
 
     def write_meta(self, meta: dict) -> None:
-        _atomic_write(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
+        """Owner-only (0600) and without credentials: a tracking URI's `user:password@` is dropped (sync takes
+        them from MLFLOW_TRACKING_USERNAME/PASSWORD or --tracking-uri again), other secrets redacted."""
+        from ..redact import has_credentials, redact_tree, without_credentials
+
+        meta = dict(meta)
+        if has_credentials(str(meta.get("tracking_uri") or "")):
+            meta["tracking_uri"] = without_credentials(meta["tracking_uri"])
+            meta["uri_userinfo_removed"] = True
+        tmp = self.dir / f"meta.json.tmp{os.getpid()}.{threading.get_ident()}"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(redact_tree(meta), indent=1, default=str))
+        os.replace(tmp, self.dir / "meta.json")
 
     def bound_run_id(self) -> str | None:
         """The MLflow run this spool uploads into (itself, or the run sync created for a local id)."""
@@ -779,7 +790,12 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             spool.remove()
         return res
     except Exception as e:
-        res.state, res.message = "failed", f"{type(e).__name__}: {str(e)[:300]}"
+        from ..redact import redact_text
+
+        res.state, res.message = "failed", redact_text(f"{type(e).__name__}: {str(e)[:300]}")
+        if not tracking_uri and spool.meta().get("uri_userinfo_removed"):
+            res.message += ("; the run was started with credentials in its tracking URI, which the spool does not "
+                            "keep: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or pass --tracking-uri")
         return res
     finally:
         spool.close()
