@@ -370,7 +370,10 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
     from ..tracking.store import get_or_create_experiment, resolve_experiment
 
     hf, specs = parse(path)
-    built = [(spec, *build(spec)) for spec in specs]
+    try:
+        built = [(spec, *build(spec)) for spec in specs]
+    except ImportFailed as e:
+        raise ImportFailed(f"{path}: {e}") from None
     exp_name = experiment or hf.experiment or resolve_experiment(None)
     exp_id = get_or_create_experiment(client, exp_name)
     results = []
