@@ -255,8 +255,15 @@ def evaluate(client, run_id: str, model_name: str, alias: str, policy,
                       judge(client, run, holder, policy, allow_dataset_change))
 
 
+MAX_NAME_CHARS = 256  # registered model names (and so the lock's `<model>.promotion-lock.<alias>`) in MLflow's tables
+
+
 def _check_names(model_name: str, alias: str) -> None:
+    """Refuse a bad model name or alias before any write, with MLflow's own rules, naming the user's model."""
     import re
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_name
 
     if not model_name or not model_name.strip():
         raise PromotionError("--model needs a registered model name")
@@ -264,6 +271,17 @@ def _check_names(model_name: str, alias: str) -> None:
         raise PromotionError(f"model names containing '{LOCK_INFIX}' are reserved for promotion locks")
     if not alias or re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
         raise PromotionError(f"alias '{alias}' is reserved by MLflow (v<number>, latest); pick another")
+    try:
+        _validate_model_name(model_name)
+    except MlflowException as e:
+        raise PromotionError(f"--model '{model_name}': {e.message}") from None
+    try:
+        _validate_model_alias_name(alias)
+    except MlflowException as e:
+        raise PromotionError(f"--alias '{alias[:80]}{'…' if len(alias) > 80 else ''}': {e.message}") from None
+    if len(lock_name(model_name, alias)) > MAX_NAME_CHARS:
+        raise PromotionError(f"--model '{model_name[:80]}' with --alias '{alias[:80]}' is too long: together they "
+                             f"must stay under {MAX_NAME_CHARS - len(LOCK_INFIX)} characters")
 
 
 # --- the lock -----------------------------------------------------------------------------------------
@@ -351,6 +369,7 @@ def _policy_tag(policy) -> str:
 def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: bool = False,
             dry_run: bool = False, allow_dataset_change: bool = False) -> Outcome:
     """Judge `run_id`; when every gate passes (or `force`), register a version and move `alias` to it."""
+    _check_names(model_name, alias)
     if dry_run:
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:
@@ -358,9 +377,7 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         return Outcome("would_force" if (force and not ev.passed) else "would_promote", ev,
                        previous_version=ev.holder.version if ev.holder else None)
 
-    # the cheap bad-input checks before taking the lock
-    _check_names(model_name, alias)
-    get_run(client, run_id)
+    get_run(client, run_id)  # the cheap bad-input check before taking the lock
     with promotion_lock(client, model_name, alias):
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:

@@ -9,9 +9,21 @@ import sys
 
 import click
 
-from . import UsageError
+from . import GuardedCommand, UsageError
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
+
+
+def check_writable_file(path: str, option: str) -> None:
+    """Before any work: the folder must exist and take a new file (a plot must not fail after minutes of loading)."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot write there (permission denied); choose another path")
 
 
 def _client(tracking_uri: str | None):
@@ -23,7 +35,7 @@ def _client(tracking_uri: str | None):
         raise UsageError(str(e)) from None
 
 
-@click.command("compare-runs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_ids", nargs=-1)
 @click.option("--experiment", "-e", help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
 @click.option("--filter", "filter_string", help="MLflow filter string, e.g. \"tags.stage = '1'\" (with --experiment).")
@@ -53,6 +65,8 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
     if run_ids and (experiment or filter_string):
         raise UsageError("give run ids, or --experiment [--filter], not both")
+    if plot_file:
+        check_writable_file(plot_file, "--plot")
     try:
         policy = load_policy(policy_file, {
             "max_memory_fraction": max_memory_fraction, "max_map_drop": max_map_drop,

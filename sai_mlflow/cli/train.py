@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..redact import redact_text, without_credentials
 from . import UsageError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -61,6 +62,34 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
     return args
 
 
+def model_problem(model) -> str | None:
+    """Why Ultralytics could not load `model`, said before a run or a runs dir exists (else None).
+
+    A path must exist; a bare `*.yaml` must be one Ultralytics ships; a bare `*.pt` one it can download.
+    """
+    s = str(model or "").strip()
+    if not s or "://" in s or Path(s).expanduser().exists():
+        return None
+    suffix = Path(s).suffix.lower()
+    hint = "give an existing .pt file, a model YAML file, or a name Ultralytics ships (yolov8n.yaml, yolov8n.pt)"
+    if suffix in (".yaml", ".yml"):
+        from ultralytics.nn.tasks import yaml_model_load
+
+        try:
+            yaml_model_load(s)
+            return None
+        except FileNotFoundError:
+            return f"model {s}: no such model YAML; {hint}"
+    if suffix == ".pt":
+        from ultralytics.utils.checks import check_yolov5u_filename
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+        if Path(s).name == s and check_yolov5u_filename(s) in GITHUB_ASSETS_NAMES:
+            return None  # Ultralytics downloads it
+        return f"model {s}: no such file; {hint}"
+    return None
+
+
 def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment: str, console):
     """The same checks as `sai-mlflow preflight`, on what will really train (the checkpoint's args on resume)."""
     from ..preflight import PreflightContext, run_checks
@@ -73,7 +102,8 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
-        console.print(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped")
+        console.print(redact_text(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped"),
+                      markup=False)
     findings = run_checks(ctx)
     render_findings(findings, console)
     return findings, ctx
@@ -94,6 +124,8 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
     from ..tracking.settings import TrackingSettings, environment
     from ..tracking.store import resolve_experiment, resolve_tracking_uri
 
+    from rich.markup import escape
+
     console = _console()
     config_path = config_path or str(DEFAULT_CONFIG)
     try:
@@ -109,6 +141,10 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         args["data"] = str(generate(cfg.synthetic.out, cfg.synthetic.spec()))
     if resume:
         args = _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
+    else:
+        problem = model_problem(args.get("model"))
+        if problem:
+            raise UsageError(problem)
     uri = resolve_tracking_uri(tracking_uri)
     exp = resolve_experiment(experiment, cfg.experiment)
     findings, ctx = _run_preflight(args, resume, uri, exp, console)
@@ -149,12 +185,12 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
                           else f"[yellow]{how}: training stopped; it was not tracked[/]")
             sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
         except Exception as e:
-            console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
+            console.print(f"[red]training failed:[/] {escape(redact_text(f'{type(e).__name__}: {e}'))} (the run is marked FAILED)")
             sys.exit(1)
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else without_credentials(uri)
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 
 

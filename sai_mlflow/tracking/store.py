@@ -77,7 +77,10 @@ def probe(tracking_uri: str, timeout_s: float = 3.0) -> None:
     import urllib.error
     import urllib.request
 
-    url = tracking_uri.rstrip("/") + "/health"
+    from ..redact import without_credentials
+
+    shown = without_credentials(tracking_uri)  # /health needs no login; a `user:pw@` URI works as in MLflow's client
+    url = shown.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as r:
             if r.status >= 500:
@@ -86,7 +89,7 @@ def probe(tracking_uri: str, timeout_s: float = 3.0) -> None:
         if e.code >= 500:
             raise ConnectionError(f"{url} answered HTTP {e.code}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise ConnectionError(f"tracking server {tracking_uri} is unreachable ({getattr(e, 'reason', e)})") from None
+        raise ConnectionError(f"tracking server {shown} is unreachable ({getattr(e, 'reason', e)})") from None
 
 
 def get_or_create_experiment(client, name: str) -> str:

@@ -132,11 +132,14 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         if done and not res.kept and os.environ.get(KEEP_ENV, "").lower() not in ("1", "true", "yes"):
             spool.remove()
         return res
-    except StoreRefused as e:
-        res.state, res.message = "failed", str(e)
-        return res
     except Exception as e:
-        res.state, res.message = "failed", f"{type(e).__name__}: {str(e)[:300]}"
+        from ...redact import redact_text
+
+        text = str(e) if isinstance(e, StoreRefused) else f"{type(e).__name__}: {str(e)[:300]}"
+        res.state, res.message = "failed", redact_text(text)
+        if not tracking_uri and spool.meta().get("uri_userinfo_removed"):
+            res.message += ("; the run was started with credentials in its tracking URI, which the spool does not "
+                            "keep: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or pass --tracking-uri")
         return res
     finally:
         spool.close()

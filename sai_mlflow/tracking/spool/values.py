@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ...keys import sanitize_key
 from ..batching import MAX_PARAM_CHARS
 from ..sink import Batch
+from ...ultralytics_args import param_text
 
 MAX_TAG_CHARS = 8000
 _INT64 = 2**63 - 1
@@ -31,11 +32,11 @@ def safe_key(key) -> str:
 
 
 def _text(value, limit: int) -> str | None:
+    """The value as text MLflow accepts, cut with the one visible marker; None when it has no text."""
     try:
-        text = str(value)
+        return param_text(value, limit)
     except Exception:
         return None
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
