@@ -8,7 +8,7 @@ Layout (one directory per run, under one known root so `sai-mlflow sync` finds t
         spool.log                    append-only records: u32 length | u32 crc32 | JSON payload
         watermark                    byte offset up to which the store has acknowledged (atomic rename)
         mlflow_run_id                the run sync created for an offline (`local-`) run
-        rejected.jsonl               items the store refused for good (shown by `sync --dry-run`)
+        rejected.jsonl               items the store rejected for their content (kept; `sync --dry-run`)
         lock                         flock held by the live writer; a SIGKILL releases it
 
 Records (JSON, NaN/Infinity allowed): `m` metrics [[key, value, ts_ms, step], ...] (<= 1000 per
