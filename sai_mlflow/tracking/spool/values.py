@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass, field
 
 from ...keys import sanitize_key
+from ...ultralytics_args import param_text
 from ..batching import MAX_PARAM_CHARS
 from ..sink import Batch
-from ...ultralytics_args import param_text
 
 MAX_TAG_CHARS = 8000
 _INT64 = 2**63 - 1
