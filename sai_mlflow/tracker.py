@@ -23,7 +23,8 @@ from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
 from .tracking.spool import SpoolingSink
-from .tracking.store import get_or_create_experiment, make_client, probe
+from .errors import StoreConfigError
+from .tracking.store import config_error, get_or_create_experiment, make_client, probe, redact
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
@@ -101,12 +102,15 @@ class RunTracker:
         if not run_id:
             try:
                 self.client = make_client(s.tracking_uri)
-                exp_id = get_or_create_experiment(self.client, s.experiment)
+                exp_id = get_or_create_experiment(self.client, s.experiment, s.artifact_location or None)
                 run_id = self.client.create_run(
                     exp_id, run_name=s.run_name or trainer.args.name,
                     tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
                 ).info.run_id
             except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
+                refused = config_error(e, s.tracking_uri, f"creating runs in experiment '{s.experiment}'")
+                if refused is not None:  # a misconfiguration (bad URI, login, permission) is refused, not spooled
+                    raise refused from None
                 self.client = None
                 return self._offline_sink(trainer, e, run_file)
             sink = self._spooling_sink(run_id)
@@ -131,12 +135,12 @@ class RunTracker:
 
         s = self.settings
         self.run_id = new_local_run_id()
-        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
+        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {redact(error)[:300]}); "
                f"training continues and the run is spooled locally as {self.run_id}")
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(self.run_id + "\n")
         return SpoolingSink(None, self.run_id, report=report, meta={
-            "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
+            "tracking_uri": redact(s.tracking_uri), "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
             "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
 
     def _spooling_sink(self, run_id: str) -> Sink:
@@ -144,7 +148,7 @@ class RunTracker:
         s = self.settings
         return SpoolingSink(self.client, run_id, report=report,
                             drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
-                            meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
+                            meta={"tracking_uri": redact(s.tracking_uri), "experiment": s.experiment,
                                   "run_name": s.run_name})
 
     def _continue_steps(self, run_id: str) -> None:

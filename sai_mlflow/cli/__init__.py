@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from .. import __version__
@@ -11,6 +13,22 @@ class UsageError(click.ClickException):
     """Bad usage or input: one clear message, exit code 2."""
 
     exit_code = 2
+
+
+@contextmanager
+def store_refusals(uri: str, what: str = ""):
+    """A misconfigured store, or an MLflow 401/403 met mid-command: one line naming the fix, exit 2."""
+    from ..tracking.store import config_error, redact
+
+    try:
+        yield
+    except ConnectionError as e:
+        raise UsageError(redact(e)) from None
+    except Exception as e:
+        refused = config_error(e, uri, what)
+        if refused is None:
+            raise
+        raise UsageError(str(refused)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -78,6 +78,33 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     return findings, ctx
 
 
+def _check_store(uri: str, experiment: str, artifact_location: str, console) -> None:
+    """Before any work: a misconfigured store (URI, driver, host, login, permission) stops here with exit 2.
+
+    An unreachable one is an outage: training goes on and the run is spooled. Also warns, once, when a
+    database store would keep this experiment's artifacts on this machine's disk.
+    """
+    from ..errors import StoreConfigError
+    from ..tracking.store import artifact_warning, config_error, get_or_create_experiment, make_client
+
+    try:
+        client = make_client(uri)
+        exp_id = get_or_create_experiment(client, experiment, artifact_location or None)
+        location = client.get_experiment(exp_id).artifact_location
+    except StoreConfigError as e:
+        raise UsageError(f"{e}; nothing was trained") from None
+    except ConnectionError:
+        return  # an outage: the tracker spools and says so
+    except Exception as e:
+        refused = config_error(e, uri, f"experiment '{experiment}'")
+        if refused is not None:
+            raise UsageError(f"{refused}; nothing was trained") from None
+        return
+    warning = artifact_warning(uri, location)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -90,8 +117,9 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
     from ..config import ConfigError, load_config
+    from ..errors import StoreConfigError
     from ..tracking.settings import TrackingSettings, environment
-    from ..tracking.store import resolve_experiment, resolve_tracking_uri
+    from ..tracking.store import redact, resolve_experiment, resolve_tracking_uri
 
     console = _console()
     config_path = config_path or str(DEFAULT_CONFIG)
@@ -110,6 +138,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         args = _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
     uri = resolve_tracking_uri(tracking_uri)
     exp = resolve_experiment(experiment, cfg.experiment)
+    _check_store(uri, exp, cfg.tracking.artifact_location, console)
     findings, ctx = _run_preflight(args, resume, uri, exp, console)
     errors = [f for f in findings if f.level == "error"]
     if errors and not skip_preflight:
@@ -121,6 +150,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
         memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
         final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
+        artifact_location=cfg.tracking.artifact_location,
     )
     from ..trainer import TrackedDetectionTrainer
 
@@ -141,13 +171,16 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the run is marked KILLED[/]")
             sys.exit(130)
+        except StoreConfigError as e:  # refused when the run was opened, before the first batch
+            raise UsageError(f"{e}; nothing was trained") from None
         except Exception as e:
-            console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
+            console.print(f"[red]training failed:[/] {type(e).__name__}: {redact(e)} (the run is marked FAILED)")
             sys.exit(1)
+    tracker = trainer.sai_tracker  # opened when training started
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+        ui = f"mlflow ui --backend-store-uri {redact(uri)}" if not uri.startswith("http") else redact(uri)
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 
 

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import StoreConfigError
 from ..keys import sanitize_key
 from .batching import MAX_METRICS, MAX_PARAM_CHARS, MAX_PARAMS, MAX_TAGS
 from .. import keys as K
@@ -764,9 +765,10 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             res.state = "dry-run"
             return res
         meta = spool.meta()
-        from .store import make_client, resolve_tracking_uri
+        from .store import make_client, resolve_tracking_uri, with_credentials
 
-        uri = tracking_uri or meta.get("tracking_uri") or resolve_tracking_uri()
+        # meta.json holds the URI without its password: MLFLOW_TRACKING_URI (or PGPASSWORD) supplies it
+        uri = tracking_uri or with_credentials(meta.get("tracking_uri") or "") or resolve_tracking_uri()
         client = make_client(uri)
         res.run_id = _ensure_run(client, spool, meta)
         spool.open_for_append()  # drops a torn tail
@@ -778,8 +780,12 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         if spool.watermark >= spool.end and os.environ.get(KEEP_ENV, "").lower() not in ("1", "true", "yes"):
             spool.remove()
         return res
+    except StoreConfigError:
+        raise  # wrong URI, login or permission: the command says so and exits 2; the spool stays
     except Exception as e:
-        res.state, res.message = "failed", f"{type(e).__name__}: {str(e)[:300]}"
+        from .store import redact
+
+        res.state, res.message = "failed", f"{type(e).__name__}: {redact(e)[:300]}"
         return res
     finally:
         spool.close()
