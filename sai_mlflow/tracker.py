@@ -24,7 +24,7 @@ from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
 from .tracking.spool import SpoolingSink
 from .errors import StoreConfigError
-from .tracking.store import config_error, get_or_create_experiment, make_client, probe, redact
+from .tracking.store import config_error, get_or_create_experiment, make_client, probe, redact_credentials
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
@@ -135,12 +135,12 @@ class RunTracker:
 
         s = self.settings
         self.run_id = new_local_run_id()
-        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {redact(error)[:300]}); "
+        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {redact_credentials(error)[:300]}); "
                f"training continues and the run is spooled locally as {self.run_id}")
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text(self.run_id + "\n")
         return SpoolingSink(None, self.run_id, report=report, meta={
-            "tracking_uri": redact(s.tracking_uri), "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
+            "tracking_uri": redact_credentials(s.tracking_uri), "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
             "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
 
     def _spooling_sink(self, run_id: str) -> Sink:
@@ -148,7 +148,7 @@ class RunTracker:
         s = self.settings
         return SpoolingSink(self.client, run_id, report=report,
                             drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
-                            meta={"tracking_uri": redact(s.tracking_uri), "experiment": s.experiment,
+                            meta={"tracking_uri": redact_credentials(s.tracking_uri), "experiment": s.experiment,
                                   "run_name": s.run_name})
 
     def _continue_steps(self, run_id: str) -> None:

@@ -18,12 +18,12 @@ class UsageError(click.ClickException):
 @contextmanager
 def store_refusals(uri: str, what: str = ""):
     """A misconfigured store, or an MLflow 401/403 met mid-command: one line naming the fix, exit 2."""
-    from ..tracking.store import config_error, redact
+    from ..tracking.store import config_error, redact_credentials
 
     try:
         yield
     except ConnectionError as e:
-        raise UsageError(redact(e)) from None
+        raise UsageError(redact_credentials(e)) from None
     except Exception as e:
         refused = config_error(e, uri, what)
         if refused is None:

@@ -74,7 +74,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
 
     from .. import registry
     from ..compare.policy import PolicyError, load_policy
-    from ..tracking.store import config_error, make_client, redact, resolve_tracking_uri
+    from ..tracking.store import config_error, make_client, redact_credentials, resolve_tracking_uri
 
     if rollback and run_id:
         raise UsageError("--rollback moves the alias back to its previous holder; it takes no RUN_ID")
@@ -103,7 +103,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
         refused = config_error(e, uri, f"registering a version of '{model_name}' or moving @{alias}")
         if refused is not None:
             raise UsageError(f"{refused}; nothing was written") from None
-        raise UsageError(f"MLflow error: {redact(getattr(e, 'message', e))}") from None
+        raise UsageError(f"MLflow error: {redact_credentials(getattr(e, 'message', e))}") from None
     console = Console(width=width) if width else Console()
     if outcome_model is not None:
         console.print(HEADLINES[outcome.action].format(model=model_name, alias=alias, version=outcome.version,

@@ -119,7 +119,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
     from ..config import ConfigError, load_config
     from ..errors import StoreConfigError
     from ..tracking.settings import TrackingSettings, environment
-    from ..tracking.store import redact, resolve_experiment, resolve_tracking_uri
+    from ..tracking.store import redact_credentials, resolve_experiment, resolve_tracking_uri
 
     console = _console()
     config_path = config_path or str(DEFAULT_CONFIG)
@@ -156,7 +156,9 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
 
     with environment(settings):
         try:
-            trainer = TrackedDetectionTrainer(overrides=args)
+            trainer = TrackedDetectionTrainer(overrides=args)  # opens the run (on_pretrain_routine_start)
+        except StoreConfigError as e:  # e.g. HTTP 403 on creating a run in this experiment
+            raise UsageError(f"{e}; nothing was trained") from None
         except (FileNotFoundError, ValueError, TypeError, SyntaxError) as e:
             raise UsageError(f"Ultralytics refused the arguments: {e}") from None
         trainer.sai_audit = getattr(ctx, "audit", None)
@@ -171,16 +173,16 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: the run is marked KILLED[/]")
             sys.exit(130)
-        except StoreConfigError as e:  # refused when the run was opened, before the first batch
+        except StoreConfigError as e:  # refused when the run was opened (DDP launcher), before the first batch
             raise UsageError(f"{e}; nothing was trained") from None
         except Exception as e:
-            console.print(f"[red]training failed:[/] {type(e).__name__}: {redact(e)} (the run is marked FAILED)")
+            console.print(f"[red]training failed:[/] {type(e).__name__}: {redact_credentials(e)} (the run is marked FAILED)")
             sys.exit(1)
     tracker = trainer.sai_tracker  # opened when training started
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {redact(uri)}" if not uri.startswith("http") else redact(uri)
+        ui = f"mlflow ui --backend-store-uri {redact_credentials(uri)}" if not uri.startswith("http") else redact_credentials(uri)
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 
 

@@ -783,9 +783,9 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
     except StoreConfigError:
         raise  # wrong URI, login or permission: the command says so and exits 2; the spool stays
     except Exception as e:
-        from .store import redact
+        from .store import redact_credentials
 
-        res.state, res.message = "failed", f"{type(e).__name__}: {redact(e)[:300]}"
+        res.state, res.message = "failed", f"{type(e).__name__}: {redact_credentials(e)[:300]}"
         return res
     finally:
         spool.close()

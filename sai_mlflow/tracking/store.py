@@ -42,7 +42,7 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     return None
 
 
-def redact(text: str) -> str:
+def redact_credentials(text: str) -> str:
     """`text` without credentials: URI passwords dropped (the user name stays), MLflow's password masked.
 
     Everything this module says, logs or stores goes through it (to be folded into the shared redaction).
@@ -59,7 +59,7 @@ def with_credentials(uri: str) -> str:
     """A redacted URI (e.g. from a spool's meta.json) with its password back, when MLFLOW_TRACKING_URI is
     the same URI with one; otherwise as it is (libpq then reads PGPASSWORD or ~/.pgpass)."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "")
-    return env if env and env != uri and redact(env) == uri else uri
+    return env if env and env != uri and redact_credentials(env) == uri else uri
 
 
 def scheme_of(tracking_uri: str) -> str:
@@ -139,7 +139,7 @@ def check_store(tracking_uri: str, timeout_s: float = 3.0) -> None:
         _check_database(tracking_uri, timeout_s)
     elif scheme not in OTHER_SCHEMES and scheme not in _mlflow_schemes():
         raise StoreConfigError(
-            f"tracking URI {redact(tracking_uri)}: unknown scheme '{scheme}://'. Use postgresql://USER@HOST/DB, "
+            f"tracking URI {redact_credentials(tracking_uri)}: unknown scheme '{scheme}://'. Use postgresql://USER@HOST/DB, "
             "mysql+pymysql://…, sqlite:///PATH/mlflow.db or http(s)://SERVER (" + TEAM_HINT + ")")
 
 
@@ -164,7 +164,7 @@ def _check_database(uri: str, timeout_s: float) -> None:
     """One real connection with a short timeout (MLflow's own engine retries for ~100 s), classified."""
     import sqlalchemy as sa
 
-    shown, scheme = redact(uri), scheme_of(uri)
+    shown, scheme = redact_credentials(uri), scheme_of(uri)
     try:
         args = {"connect_timeout": max(1, int(timeout_s))} if scheme in ("postgresql", "mysql") else {}
         engine = sa.create_engine(uri, connect_args=args, poolclass=sa.pool.NullPool)
@@ -175,7 +175,7 @@ def _check_database(uri: str, timeout_s: float) -> None:
         raise StoreConfigError(f"tracking URI {shown}: SQLAlchemy has no driver '{uri.split('://')[0]}': "
                                f"use {scheme}:// ({_DRIVER_FIX.get(scheme, '')})") from None
     except (sa.exc.ArgumentError, ValueError) as e:
-        raise StoreConfigError(f"tracking URI {shown} is malformed ({redact(e)}): "
+        raise StoreConfigError(f"tracking URI {shown} is malformed ({redact_credentials(e)}): "
                                f"expected {scheme}://USER:PASSWORD@HOST:PORT/DATABASE") from None
     try:
         with engine.connect():
@@ -183,7 +183,7 @@ def _check_database(uri: str, timeout_s: float) -> None:
     except sa.exc.DBAPIError as e:
         raise _classify_db_error(shown, str(getattr(e, "orig", None) or e)) from None
     except Exception as e:
-        raise ConnectionError(f"tracking database {shown} is unreachable ({redact(e)})") from None
+        raise ConnectionError(f"tracking database {shown} is unreachable ({redact_credentials(e)})") from None
     finally:
         engine.dispose()
 
@@ -204,7 +204,7 @@ _DB_CONFIG_ERRORS = (  # (substring of the driver's message, the fix)
 
 
 def _classify_db_error(shown: str, message: str) -> Exception:
-    first = redact(message.strip().splitlines()[0] if message.strip() else message)
+    first = redact_credentials(message.strip().splitlines()[0] if message.strip() else message)
     low = message.lower()
     for needle, fix in _DB_CONFIG_ERRORS:
         if needle in low:
@@ -222,7 +222,7 @@ def _check_http_login(uri: str, timeout_s: float) -> None:
         resp = http_request(creds, "/api/2.0/mlflow/experiments/search", "GET", max_retries=0,
                             backoff_factor=0, timeout=timeout_s, params={"max_results": 1})
     except Exception as e:
-        raise ConnectionError(f"tracking server {redact(uri)} is unreachable ({redact(e)})") from None
+        raise ConnectionError(f"tracking server {redact_credentials(uri)} is unreachable ({redact_credentials(e)})") from None
     if resp.status_code in (401, 403):
         raise http_refusal(resp.status_code, uri)
 
@@ -233,10 +233,10 @@ def http_refusal(status: int, uri: str, what: str = "") -> StoreConfigError:
     if status == 401:
         who = f"user '{user}'" if user else "no user"
         return StoreConfigError(
-            f"the tracking server {redact(uri)} did not accept the login (HTTP 401, {who}): set "
+            f"the tracking server {redact_credentials(uri)} did not accept the login (HTTP 401, {who}): set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of that server")
     return StoreConfigError(
-        f"the tracking server {redact(uri)} refused {what or 'this'} to user '{user}' (HTTP 403, permission "
+        f"the tracking server {redact_credentials(uri)} refused {what or 'this'} to user '{user}' (HTTP 403, permission "
         "denied): ask its admin for the permission (docs/team.md, users and permissions)")
 
 
