@@ -141,7 +141,7 @@ class RunTracker:
         run_file.write_text(self.run_id + "\n")
         return SpoolingSink(None, self.run_id, report=report, meta={
             "tracking_uri": redact_credentials(s.tracking_uri), "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
+            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}, "artifact_location": s.artifact_location})
 
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""

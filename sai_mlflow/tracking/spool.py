@@ -739,7 +739,8 @@ def _ensure_run(client, spool: Spool, meta: dict) -> str:
         return bound
     from .store import get_or_create_experiment, resolve_experiment
 
-    exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment())
+    exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment(),
+                                      meta.get("artifact_location") or None)
     found = client.search_runs([exp_id], filter_string=f"tags.`{LOCAL_ID_TAG}` = '{spool.run_id}'", max_results=1)
     if found:
         run_id = found[0].info.run_id
