@@ -23,7 +23,6 @@ from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
 from .tracking.spool import SpoolingSink
-from .errors import StoreConfigError
 from .tracking.store import config_error, get_or_create_experiment, make_client, probe, redact_credentials
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
