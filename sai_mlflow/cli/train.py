@@ -85,12 +85,12 @@ def _check_store(uri: str, experiment: str, artifact_location: str, console) -> 
     database store would keep this experiment's artifacts on this machine's disk.
     """
     from ..errors import StoreConfigError
-    from ..tracking.store import artifact_warning, config_error, get_or_create_experiment, make_client
+    from ..tracking.store import artifact_warning, config_error, make_client
 
     try:
         client = make_client(uri)
-        exp_id = get_or_create_experiment(client, experiment, artifact_location or None)
-        location = client.get_experiment(exp_id).artifact_location
+        exp = client.get_experiment_by_name(experiment)  # a read: nothing is created before training starts
+        location = exp.artifact_location if exp is not None else (artifact_location or "./mlruns")
     except StoreConfigError as e:
         raise UsageError(f"{e}; nothing was trained") from None
     except ConnectionError:
