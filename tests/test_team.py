@@ -242,7 +242,6 @@ def test_wrong_or_missing_credentials_exit_2_for_every_command(team, tmp_path, t
     uri = team["uri"]
     wrong = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "not-it",
              "YOLO_CONFIG_DIR": str(tmp_path / "ycfg")}
-    (tmp_path / "mlruns" / "spool").mkdir(parents=True)
     commands = {
         "train": tiny_train(tmp_path, tiny_data, "--experiment", "refused"),
         "compare-runs": ["compare-runs", "--experiment", "refused"],
@@ -299,6 +298,8 @@ def test_team_server_sixteen_trainings_compare_promote_permissions_sync_and_no_l
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # proxied: teammates reach them
 
     env = {**creds}
+    bad = out.add(run_cli("sync", "--tracking-uri", uri, cwd=tmp_path, env={**env, "MLFLOW_TRACKING_PASSWORD": "not-it"}))
+    assert "HTTP 401" in one_error_line(bad)  # refused, and the spool stays for the right login
     sy = out.add(run_cli("sync", "--tracking-uri", uri, cwd=tmp_path, env=env))
     assert sy.returncode == 0, sy.stdout + sy.stderr
     runs = client.search_runs([exp.experiment_id], max_results=100)
