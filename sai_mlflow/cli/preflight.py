@@ -113,7 +113,9 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     try:
         ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks
-        click.echo(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped", err=True)
+        from ..tracking.store import redact_credentials
+
+        click.echo(f"preflight: earlier runs not read ({type(e).__name__}: {redact_credentials(e)}); memory_forecast skipped", err=True)
     findings = run_checks(ctx)
     errors = sum(f.level == "error" for f in findings)
     if fmt == "json":

@@ -72,7 +72,9 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
-        console.print(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped")
+        from ..tracking.store import redact_credentials
+
+        console.print(f"preflight: earlier runs not read ({type(e).__name__}: {redact_credentials(e)}); memory_forecast skipped")
     findings = run_checks(ctx)
     render_findings(findings, console)
     return findings, ctx
