@@ -83,7 +83,10 @@ start_pg() {
     || { tail -20 "$PGDATA_DIR/server.log" >&2; die "PostgreSQL did not start (port $PG_PORT in use?)"; }
 }
 
-health() { curl -fsS -m 2 "http://$HOST:$PORT/health" >/dev/null 2>&1; }
+health() {
+  if command -v curl >/dev/null 2>&1; then curl -fsS -m 2 "http://$HOST:$PORT/health" >/dev/null 2>&1; return; fi
+  python3 -c "import urllib.request as u; u.urlopen('http://$HOST:$PORT/health', timeout=2)" >/dev/null 2>&1
+}
 
 mlflow_pid() { [ -f "$DIR/mlflow.pid" ] && kill -0 "$(cat "$DIR/mlflow.pid")" 2>/dev/null && cat "$DIR/mlflow.pid"; }
 
