@@ -65,7 +65,7 @@ init_once() {
   cat > "$DIR/basic_auth.ini" <<EOF
 [mlflow]
 default_permission = READ
-database_uri = postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/mlflow_auth
+database_uri = postgresql://$PG_USER@$HOST:$PG_PORT/mlflow_auth
 admin_username = admin
 admin_password = $ADMIN_PASSWORD
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
@@ -109,9 +109,10 @@ start() {
   . "$DIR/secrets.env"
   start_pg
   if [ -z "$(mlflow_pid || true)" ]; then
-    MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" MLFLOW_FLASK_SERVER_SECRET_KEY="$FLASK_KEY" \
+    # the database password goes by PGPASSWORD (libpq), never on a command line that `ps` shows
+    PGPASSWORD="$PG_PASSWORD" MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" MLFLOW_FLASK_SERVER_SECRET_KEY="$FLASK_KEY" \
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup "$MLFLOW" server --app-name basic-auth \
-      --backend-store-uri "postgresql://$PG_USER:$PG_PASSWORD@$HOST:$PG_PORT/mlflow" \
+      --backend-store-uri "postgresql://$PG_USER@$HOST:$PG_PORT/mlflow" \
       --artifacts-destination "$DIR/artifacts" --host "$HOST" --port "$PORT" --workers 1 \
       >>"$DIR/mlflow.log" 2>&1 < /dev/null &
     echo $! > "$DIR/mlflow.pid"
