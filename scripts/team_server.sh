@@ -62,6 +62,12 @@ init_once() {
   start_pg
   PGPASSWORD="$PG_PASSWORD" "$BIN/createdb" -h "$HOST" -p "$PG_PORT" -U "$PG_USER" mlflow
   PGPASSWORD="$PG_PASSWORD" "$BIN/createdb" -h "$HOST" -p "$PG_PORT" -U "$PG_USER" mlflow_auth
+}
+
+write_auth_ini() {  # every start: it follows the current ports
+  # shellcheck disable=SC1091
+  . "$DIR/secrets.env"
+  umask 077
   cat > "$DIR/basic_auth.ini" <<EOF
 [mlflow]
 default_permission = READ
@@ -72,6 +78,7 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 auth_cache_ttl_seconds = 60
 EOF
   chmod 600 "$DIR/basic_auth.ini"
+  umask 022
 }
 
 pg_running() { as_pg "$BIN/pg_ctl" -D "$PGDATA_DIR/data" status >/dev/null 2>&1; }
@@ -108,6 +115,7 @@ start() {
   # shellcheck disable=SC1091
   . "$DIR/secrets.env"
   start_pg
+  write_auth_ini
   if [ -z "$(mlflow_pid || true)" ]; then
     # the database password goes by PGPASSWORD (libpq), never on a command line that `ps` shows
     PGPASSWORD="$PG_PASSWORD" MLFLOW_AUTH_CONFIG_PATH="$DIR/basic_auth.ini" MLFLOW_FLASK_SERVER_SECRET_KEY="$FLASK_KEY" \
