@@ -8,6 +8,7 @@ hidden too. The marker is `***redacted***` (docs/metrics.md).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ MARKER = "***redacted***"
 SECRET_KEY_RE = re.compile(
     r"(token|passw|secret|api[-_ ]?key|access[-_ ]?key|credential|auth|private[-_ ]?key)", re.I)
 
-# `scheme://user:password@host`: the whole userinfo goes (a bare user may itself be a token)
-_URL_USERINFO_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/\s@'\"]+)@")
+# `scheme://user:password@host`: the password goes, the user name stays (it says who, not how)
+_URL_USERINFO_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/\s@:'\"]*):(?P<pw>[^/\s'\"]+)@")
+# Secrets the environment hands to MLflow or libpq: their values are hidden wherever they appear
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "PGPASSWORD")
 # known token shapes: GitHub, AWS access keys, Slack, OpenAI/Stripe-style, Hugging Face, JWTs, Google API keys
 _TOKEN_RE = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}"
@@ -39,7 +42,11 @@ def redact_text(text: Any) -> str:
     """Any text with URL credentials, known token shapes and `password=...` pairs hidden."""
     s = str(text)
     if "@" in s:
-        s = _URL_USERINFO_RE.sub(lambda m: f"{m['scheme']}{MARKER}@", s)
+        s = _URL_USERINFO_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{MARKER}@", s)
+    for name in SECRET_ENV:
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:
+            s = s.replace(secret, MARKER)
     s = _TOKEN_RE.sub(MARKER, s)
     return _INLINE_RE.sub(lambda m: f"{m['key']}{m['sep']}{MARKER}" if m["val"] != MARKER else m[0], s)
 
@@ -68,14 +75,17 @@ def redact_tree(obj: Any, key: Any = "") -> Any:
 
 
 def without_credentials(uri: str) -> str:
-    """The URI with its `user:password@` part removed (what a probe or a stored copy may hold)."""
+    """The URI with its password removed, the user name kept (what a stored copy may hold: libpq then takes
+    the password from PGPASSWORD or ~/.pgpass, MLflow from MLFLOW_TRACKING_PASSWORD)."""
     try:
         parts = urlsplit(uri)
     except ValueError:
         return redact_text(uri)
     if "@" not in (parts.netloc or ""):
         return uri
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
 
 
 def has_credentials(uri: str) -> bool:

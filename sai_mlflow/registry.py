@@ -402,11 +402,25 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         source, model_id = registry_source(client, ev.model_uri)
         mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=tags,
                                          model_id=model_id, description=f"promoted to @{alias} from run {run_id}")
-        client.set_registered_model_alias(model_name, alias, mv.version)
+        try:
+            client.set_registered_model_alias(model_name, alias, mv.version)
+        except Exception as e:  # no version without its alias (e.g. HTTP 403 on the alias)
+            _undo_version(client, model_name, str(mv.version), alias, e)
+            raise
         if model_id:
             _link_logged_model(client, model_id, model_name, str(mv.version))
         return Outcome("forced" if not ev.passed else "promoted", ev, version=str(mv.version),
                        previous_version=ev.holder.version if ev.holder else None, time=now)
+
+
+def _undo_version(client, model_name: str, version: str, alias: str, error: Exception) -> None:
+    """Remove the version a failed promotion created; say so plainly when even that is refused."""
+    try:
+        client.delete_model_version(model_name, version)
+    except Exception:
+        raise PromotionError(f"{model_name} v{version} was registered but @{alias} could not be moved to it "
+                             f"({getattr(error, 'message', error)}) and the version could not be removed: "
+                             f"delete v{version} by hand") from None
 
 
 def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> Outcome:
@@ -436,7 +450,14 @@ def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> O
         current, prev = target()
         now = _now()
         client.set_registered_model_alias(model_name, alias, prev)
-        for k, v in {TAG_ROLLBACK_TIME: now, TAG_ROLLBACK_FROM: current, TAG_ROLLBACK_BY: _who()}.items():
-            client.set_model_version_tag(model_name, prev, k, v)
-        client.set_model_version_tag(model_name, current, TAG_ROLLED_BACK_TIME, now)
+        try:
+            for k, v in {TAG_ROLLBACK_TIME: now, TAG_ROLLBACK_FROM: current, TAG_ROLLBACK_BY: _who()}.items():
+                client.set_model_version_tag(model_name, prev, k, v)
+            client.set_model_version_tag(model_name, current, TAG_ROLLED_BACK_TIME, now)
+        except Exception:  # no alias without its audit tags: put it back
+            try:
+                client.set_registered_model_alias(model_name, alias, current)
+            except Exception:
+                pass
+            raise
         return Outcome("rolled_back", version=prev, previous_version=current, time=now)

@@ -192,7 +192,7 @@ def test_import_history_redacts_params_and_tags(client, tmp_path):
     assert_nowhere(PW, texts)
     assert_nowhere(TOKEN, texts)
     assert run.data.params["hf_token"] == "***redacted***"
-    assert run.data.params["db"] == "postgres://***redacted***@db.example/x"
+    assert run.data.params["db"] == "postgres://u:***redacted***@db.example/x"
 
 
 def test_import_ultralytics_redacts_params_and_uploads_a_redacted_args_yaml(client, tmp_path):

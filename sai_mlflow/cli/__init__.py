@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .boundary import GuardedCommand, GuardedGroup, UsageError, error_boundary  # noqa: F401  (the commands' one boundary)
+from .boundary import (GuardedCommand, GuardedGroup, UsageError, error_boundary,  # noqa: F401  (the one boundary)
+                       store_refusals)
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -36,12 +36,30 @@ def one_line(message) -> str:
 
 
 def _mlflow_message(e) -> str:
-    code = getattr(e, "error_code", "") or ""
+    from ..tracking.store import config_error, http_refusal
+
+    refused = config_error(e, "")
+    if refused is not None:
+        return str(refused)
     msg = getattr(e, "message", None) or str(e)
-    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED") or re.search(r"\b(401|403)\b|Unauthorized|Forbidden", msg):
-        return (f"the tracking server refused the request ({code or 'HTTP 401/403'}): give valid credentials with "
-                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or http://user:password@host in --tracking-uri)")
+    status = re.search(r"\b(401|403)\b|Unauthorized|Forbidden", msg)
+    if status:  # a 401/403 that MLflow did not code (older servers, proxies in front of them)
+        return str(http_refusal(401 if status.group(0) in ("401", "Unauthorized") else 403, ""))
     return f"MLflow error: {msg}"
+
+
+@contextmanager
+def store_refusals(uri: str, what: str = ""):
+    """An MLflow 401/403 met mid-command, said with the store and what was refused; the rest goes to the boundary."""
+    from ..tracking.store import config_error
+
+    try:
+        yield
+    except Exception as e:
+        refused = config_error(e, uri, what)
+        if refused is None:
+            raise
+        raise UsageError(str(refused)) from None
 
 
 def to_usage_error(e: BaseException) -> UsageError:

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from . import GuardedCommand, UsageError
+from . import GuardedCommand, UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 
@@ -29,10 +29,9 @@ def check_writable_file(path: str, option: str) -> None:
 def _client(tracking_uri: str | None):
     from ..tracking.store import make_client, resolve_tracking_uri
 
-    try:
-        return make_client(resolve_tracking_uri(tracking_uri))
-    except ConnectionError as e:
-        raise UsageError(str(e)) from None
+    uri = resolve_tracking_uri(tracking_uri)
+    with store_refusals(uri):
+        return make_client(uri)
 
 
 @click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,7 +76,8 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     client = _client(tracking_uri)
     exp = None if run_ids else resolve_experiment(experiment)
     try:
-        records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
+        with store_refusals(client.tracking_uri, "reading these runs"):
+            records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
     except InputError as e:
         raise UsageError(str(e)) from None
     decision = decide(records, policy)
@@ -102,9 +102,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
         from ..keys import TAG_REASONS, TAG_VERDICT
 
-        for v in decision.verdicts:
-            client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
-                                             RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
+        with store_refusals(client.tracking_uri, "tagging these runs"):
+            for v in decision.verdicts:
+                client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
+                                                 RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
         click.echo(f"tagged {len(decision.verdicts)} runs ({TAG_VERDICT}, {TAG_REASONS})", err=True)
     sys.exit(decision.exit_code)
 
@@ -121,7 +122,8 @@ def import_history(files, experiment, tracking_uri):
     client = _client(tracking_uri)
     for f in files:
         try:
-            results = import_history_file(client, f, experiment)
+            with store_refusals(client.tracking_uri, "writing runs"):
+                results = import_history_file(client, f, experiment)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         for res in results:
@@ -143,7 +145,8 @@ def import_ultralytics(run_dirs, experiment, tracking_uri, no_weights):
     exp = resolve_experiment(experiment)
     for d in run_dirs:
         try:
-            res = import_run_dir(client, d, exp, weights=not no_weights)
+            with store_refusals(client.tracking_uri, "writing runs"):
+                res = import_run_dir(client, d, exp, weights=not no_weights)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")

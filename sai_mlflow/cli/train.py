@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..redact import redact_text, without_credentials
+from ..redact import redact_text
 from . import UsageError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -109,6 +109,33 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     return findings, ctx
 
 
+def _check_store(uri: str, experiment: str, artifact_location: str, console) -> None:
+    """Before any work: a misconfigured store (URI, driver, host, login, permission) stops here with exit 2.
+
+    An unreachable one is an outage: training goes on and the run is spooled. Also warns, once, when a
+    database store would keep this experiment's artifacts on this machine's disk.
+    """
+    from ..errors import StoreConfigError
+    from ..tracking.store import artifact_warning, config_error, make_client
+
+    try:
+        client = make_client(uri)
+        exp = client.get_experiment_by_name(experiment)  # a read: nothing is created before training starts
+        location = exp.artifact_location if exp is not None else (artifact_location or "./mlruns")
+    except StoreConfigError as e:
+        raise UsageError(f"{e}; nothing was trained") from None
+    except ConnectionError:
+        return  # an outage: the tracker spools and says so
+    except Exception as e:
+        refused = config_error(e, uri, f"experiment '{experiment}'")
+        if refused is not None:
+            raise UsageError(f"{refused}; nothing was trained") from None
+        return
+    warning = artifact_warning(uri, location)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -121,6 +148,7 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
     from ..config import ConfigError, load_config
+    from ..errors import StoreConfigError
     from ..tracking.settings import TrackingSettings, environment
     from ..tracking.store import resolve_experiment, resolve_tracking_uri
 
@@ -147,6 +175,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
             raise UsageError(problem)
     uri = resolve_tracking_uri(tracking_uri)
     exp = resolve_experiment(experiment, cfg.experiment)
+    _check_store(uri, exp, cfg.tracking.artifact_location, console)
     findings, ctx = _run_preflight(args, resume, uri, exp, console)
     errors = [f for f in findings if f.level == "error"]
     if errors and not skip_preflight:
@@ -158,12 +187,15 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
         memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
         final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
+        artifact_location=cfg.tracking.artifact_location,
     )
     from ..trainer import TrackedDetectionTrainer
 
     with environment(settings):
         try:
-            trainer = TrackedDetectionTrainer(overrides=args)
+            trainer = TrackedDetectionTrainer(overrides=args)  # opens the run (on_pretrain_routine_start)
+        except StoreConfigError as e:  # e.g. HTTP 403 on creating a run in this experiment
+            raise UsageError(f"{e}; nothing was trained") from None
         except (FileNotFoundError, ValueError, TypeError, SyntaxError) as e:
             raise UsageError(f"Ultralytics refused the arguments: {e}") from None
         trainer.sai_audit = getattr(ctx, "audit", None)
@@ -184,13 +216,16 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
             console.print(f"[yellow]{how}: the run {run} is marked KILLED{where}[/]" if tracker is not None
                           else f"[yellow]{how}: training stopped; it was not tracked[/]")
             sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
+        except StoreConfigError as e:  # refused when the run was opened (DDP launcher), before the first batch
+            raise UsageError(f"{e}; nothing was trained") from None
         except Exception as e:
             console.print(f"[red]training failed:[/] {escape(redact_text(f'{type(e).__name__}: {e}'))} (the run is marked FAILED)")
             sys.exit(1)
+    tracker = trainer.sai_tracker  # opened when training started
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else without_credentials(uri)
+        ui = f"mlflow ui --backend-store-uri {redact_text(uri)}" if not uri.startswith("http") else redact_text(uri)
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 
 

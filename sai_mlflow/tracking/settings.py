@@ -19,6 +19,7 @@ _ENV = {
     "publish_interval_s": "SAI_MLFLOW_PUBLISH_INTERVAL_S",
     "final_flush_timeout_s": "SAI_MLFLOW_FLUSH_TIMEOUT_S",
     "log_model": "SAI_MLFLOW_LOG_MODEL",
+    "artifact_location": "SAI_MLFLOW_ARTIFACT_LOCATION",
 }
 
 
@@ -33,6 +34,7 @@ class TrackingSettings:
     publish_interval_s: float = 5.0
     final_flush_timeout_s: float = 10.0
     log_model: bool = True
+    artifact_location: str = ""
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":
