@@ -127,11 +127,9 @@ def record_from_run(run) -> RunRecord:
         eta_full_s=_num(m, K.SUMMARY_ETA_FULL_S),
         epochs_completed=_num(m, K.SUMMARY_EPOCHS_COMPLETED),
         epochs_planned=_num(m, K.SUMMARY_EPOCHS_PLANNED),
-        start_time_s=run.info.start_time / 1000.0 if run.info.start_time else None,
         map50_last_epoch=(int(mapm.step) if mapm is not None
                           else _int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m else None),
         memory_samples=int(mem.step) + 1 if mem is not None else None,
-        memory_last_time_s=mem.timestamp / 1000.0 if mem is not None else None,
     )
 
 
@@ -290,13 +288,13 @@ def to_frame(records: Iterable[RunRecord]):
 
 
 def plot_series(client, records: Sequence[RunRecord]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """For --plot: per run, memory (hours since start, GiB), s/batch (batch, s) and mAP50 (epoch, value),
-    each sampled to at most PLOT_POINTS."""
+    """For --plot: per run, memory (hours since its first sample, GiB), s/batch (batch, s) and mAP50
+    (epoch, value), each sampled to at most PLOT_POINTS."""
     out = {}
     maps = map50_histories(client, [r.run_id for r in records])
     for r in records:
-        start = r.start_time_s or 0.0
         mem = sampled_history(client, r.run_id, K.MEMORY_USED_GIB, PLOT_POINTS)
+        start = min((m.timestamp for m in mem), default=0) / 1000.0
         step = sampled_history(client, r.run_id, K.BATCH_STEP_S, PLOT_POINTS)
         out[r.run_id] = {
             "memory": [((m.timestamp / 1000.0 - start) / 3600.0, m.value) for m in mem],

@@ -253,7 +253,7 @@ def plot(d: Decision, series: dict, path: str) -> None:
         ax_m.axhline(lim, color="red", ls="--", lw=1)
         ax_m.text(0, lim, f" limit {lim:.0f} GiB ({pct(d.policy['max_memory_fraction'], 0)} of {total:.0f})",
                   color="red", va="bottom", fontsize=8)
-    ax_m.set(title="Memory used", xlabel="hours since run start", ylabel="GiB")
+    ax_m.set(title="Memory used", xlabel="hours since the first memory sample", ylabel="GiB")
     ax_s.set(title="Seconds per batch (warm-up shaded)", xlabel="batch", ylabel="s/batch")
     ys = [y for s in series.values() for _, y in s.get("step_s", []) if y and y > 0]
     if ys and max(ys) / min(ys) > 10:

@@ -4,8 +4,10 @@ What such a dir tells: every trainer argument (args.yaml), per-epoch losses, pre
 and learning rates plus the cumulative wall time (results.csv), and the weights. What it cannot
 tell is left absent, so compare-runs says "not judged" instead of guessing: memory (no peak, no
 leak check), per-batch speed (no s/batch, images/s, warm-up or data wait), the GPU name, whether
-the data lived on a tmpfs, and the batch actually trained with after Ultralytics' first-epoch OOM
-halving (args.yaml is written before training).
+the data lived on a tmpfs (unless its data.yaml still resolves here), and the batch actually trained
+with after Ultralytics' first-epoch OOM halving (args.yaml is written before training). The reading
+of arguments and results.csv is `ultralytics_mapping`, shared with compare-runs' reading of runs that
+Ultralytics' own MLflow callback logged.
 
 Projected time: `summary/eta_full_s` = planned epochs x the median measured epoch duration (the
 `time` column, validation included), so imported runs can still be ranked by speed.
@@ -17,72 +19,35 @@ fingerprint and is imported as a new run.
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
 
 from .. import keys as K
-from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
+from . import ultralytics_mapping as U
 from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
 
 SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")
 
 
-def _cache_mode(v: Any) -> str | None:
-    if v is None or v is False or str(v).strip().lower() in ("false", "none", "", "0"):
-        return "none"
-    s = str(v).strip().lower()
-    if v is True or s in ("true", "ram", "1"):
-        return "ram"
-    if s == "disk":
-        return "disk"
-    return None
-
-
-def _imgsz(v: Any) -> int | None:
-    if isinstance(v, (list, tuple)) and v:
-        v = max(int(x) for x in v)
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
-
-
 def read_results(path: Path) -> list[dict[str, float]]:
-    """results.csv rows as {column: float}; headers stripped (older versions pad them)."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if "epoch" not in header:
-            raise ImportFailed(f"{path}: no 'epoch' column; not an Ultralytics results.csv")
-        for line in reader:
-            if not line or not any(c.strip() for c in line):
-                continue
-            row = {}
-            for h, c in zip(header, line):
-                try:
-                    row[h] = float(c)
-                except ValueError:
-                    continue
-            if "epoch" in row:
-                rows.append(row)
-    return rows
+    try:
+        return U.read_results(path)
+    except U.UltralyticsError as e:
+        raise ImportFailed(str(e)) from None
 
 
-def _digest_and_tmpfs(data: Any) -> tuple[str | None, bool | None]:
-    """The dataset digest and tmpfs flag, when args.yaml's data.yaml still resolves here."""
+def _digest(data: Any) -> str | None:
+    """The dataset digest, when args.yaml's data.yaml still resolves here."""
     if not data or not Path(str(data)).is_file():
-        return None, None
+        return None
     try:
         from ..data.audit import audit
 
-        a = audit(str(data), check_images=False)
-        return a.digest, a.on_tmpfs
+        return audit(str(data), check_images=False).digest
     except Exception:
-        return None, None
+        return None
 
 
 def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool = True) -> ImportResult:
@@ -115,57 +80,42 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
 
     # times: args.yaml is written when training starts; results.csv's `time` is seconds since then
     t0 = args_file.stat().st_mtime
-    times = [r.get("time") for r in rows]
-    have_time = bool(rows) and all(t is not None and math.isfinite(t) for t in times)
+    times = U.cumulative_times(rows)
+    durations = U.epoch_durations(times) if times else []
     metrics: list[Metric] = []
 
     def add(key: str, value: float, t_s: float, step: int) -> None:
         if value is not None and math.isfinite(value):
             metrics.append(Metric(key, float(value), int(t_s * 1000), int(step)))
 
-    durations = []
-    prev = 0.0
     for i, r in enumerate(rows):
         ep = int(r["epoch"])
-        t_end = t0 + (r["time"] if have_time else i + 1)
+        t_end = t0 + (times[i] if times else i + 1)
         for col, v in r.items():
             key = K.ULTRALYTICS_METRIC_MAP.get(col)
             if key:
                 add(key, v, t_end, ep)
-        if have_time:
-            durations.append(r["time"] - prev)
-            add(K.EPOCH_DURATION_S, r["time"] - prev, t_end, ep)
-            prev = r["time"]
+        if durations:
+            add(K.EPOCH_DURATION_S, durations[i], t_end, ep)
 
-    batch = args.get("batch")
-    batch = int(batch) if isinstance(batch, (int, float)) and batch >= 1 else None
-    planned = int(args["epochs"]) if isinstance(args.get("epochs"), (int, float)) else None
-    maps = [r[c] for r in rows for c in ("metrics/mAP50(B)",) if c in r]
-    maps95 = [r[c] for r in rows for c in ("metrics/mAP50-95(B)",) if c in r]
+    planned = U.planned_epochs(args)
+    maps = [r[U.RESULTS_MAP50] for r in rows if U.RESULTS_MAP50 in r]
+    maps95 = [r[U.RESULTS_MAP50_95] for r in rows if U.RESULTS_MAP50_95 in r]
     summary = compute_summary(SummaryInputs(map50=maps, map50_95=maps95, epochs_completed=len(rows),
                                             epochs_planned=planned))
     summary.pop(K.SUMMARY_WARMUP_BATCHES, None)  # no per-batch data: a 0 here would be a guess
-    if durations and planned:
-        summary[K.SUMMARY_ETA_FULL_S] = planned * median(durations)
-    t_last = t0 + (rows[-1]["time"] if have_time and rows else 0.0)
+    eta = U.projected_time_s(durations, planned)
+    if eta is not None:
+        summary[K.SUMMARY_ETA_FULL_S] = eta
+    t_last = t0 + (times[-1] if times else 0.0)
     for key, v in summary.items():
         add(key, v, t_last, 0)
 
-    digest, on_tmpfs = _digest_and_tmpfs(args.get("data"))
-    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_FINGERPRINT: fp, TAG_IMPORT_SOURCE: str(d.resolve())}
-    if batch:
-        tags[K.TAG_BATCH_SIZE] = str(batch)
-    cache = _cache_mode(args.get("cache"))
-    if cache:
-        tags[K.TAG_CACHE_MODE] = cache
-    if args.get("model"):
-        tags[K.TAG_MODEL] = Path(str(args["model"])).name
-    if _imgsz(args.get("imgsz")):
-        tags[K.TAG_IMGSZ] = str(_imgsz(args.get("imgsz")))
+    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_FINGERPRINT: fp, TAG_IMPORT_SOURCE: str(d.resolve()),
+            **U.identity_tags(args)}
+    digest = _digest(args.get("data"))
     if digest:
         tags[K.TAG_DATASET_DIGEST] = digest
-    if on_tmpfs is not None:
-        tags[K.TAG_DATA_ON_TMPFS] = str(on_tmpfs).lower()
     params = []
     for k, v in args.items():
         val = "***" if any(w in str(k).lower() for w in SECRET_WORDS) else str(v)
