@@ -234,8 +234,9 @@ def _not_comparable_message(r: RunRecord, group: tuple) -> str:
 # --- two-phase loading ---------------------------------------------------------------------------
 
 def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
-    """run_id -> series keys a reason needs. Only runs of the compared group, and only series
-    the latest-metric table shows exist and could be judged (enough epochs, enough time)."""
+    """run_id -> series keys a reason needs. Only runs of the compared group, only series the
+    latest-metric table shows exist and could be judged (enough epochs, enough samples), and only
+    those not already loaded (Ultralytics-native runs come with their mAP50 per epoch)."""
     group = choose_group(records)
     plan: dict[str, set[str]] = {}
     late_first = policy.map_late_epochs[0]
@@ -243,7 +244,7 @@ def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
         if r.group_key != group:
             continue
         need: set[str] = set()
-        if r.map50_last_epoch is not None and r.map50_last_epoch >= late_first:
+        if r.map50 is None and r.map50_last_epoch is not None and r.map50_last_epoch >= late_first:
             need.add(NEED_MAP50)
         if _memory_judgeable_before_fetch(r, policy) is None:
             need.add(NEED_MEMORY)

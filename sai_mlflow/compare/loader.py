@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import keys as K
+from ..importers import ultralytics_mapping as U
 from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
 
-MEMORY_POINTS = 500
+MEMORY_POINTS = 200
 PLOT_POINTS = 1500
 PROGRESS_MIN_RUNS = 10
 
@@ -103,6 +104,8 @@ def _num(metrics: dict, key: str) -> float | None:
 def record_from_run(run) -> RunRecord:
     tags, m = run.data.tags, run.data.metrics
     latest = {x.key: x for x in getattr(run.data, "_metric_objs", [])}
+    if U.is_native_run(tags, run.data.params, m):
+        return _native_record(run, latest)
     mem = latest.get(K.MEMORY_USED_GIB)
     mapm = latest.get(K.VAL_MAP50)
     return RunRecord(
@@ -136,6 +139,59 @@ def record_from_run(run) -> RunRecord:
     )
 
 
+def _native_record(run, latest: dict) -> RunRecord:
+    """A run Ultralytics' own MLflow callback logged, from its params (the trainer arguments) and the
+    latest step of its per-epoch metrics; the series and results.csv are read by `load_native`."""
+    p = run.data.params
+    ident = U.identity_tags(p)
+    trained = latest.get(U.NATIVE_EPOCH_KEY)
+    mapm = latest.get(U.NATIVE_MAP50)
+    last = int(trained.step) if trained is not None else None
+    return RunRecord(
+        run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
+        run_kind=K.RUN_KIND_ULTRALYTICS,
+        model=ident.get(K.TAG_MODEL), imgsz=_int(ident.get(K.TAG_IMGSZ)),
+        batch_size=_int(ident.get(K.TAG_BATCH_SIZE)), cache_mode=ident.get(K.TAG_CACHE_MODE),
+        data_on_tmpfs=_bool(ident.get(K.TAG_DATA_ON_TMPFS)),
+        epochs_completed=last + 1 if last is not None else None,
+        epochs_planned=U.planned_epochs(p),
+        map50_last_epoch=min(int(mapm.step), last) + 1 if mapm is not None and last is not None else None,
+    )
+
+
+def _results_csv(client, run_id: str) -> list[dict[str, float]] | None:
+    """The run's results.csv artifact, parsed; None when it has none (a run that did not finish)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="sai_results_") as tmp:
+        try:
+            path = client.download_artifacts(run_id, U.RESULTS_CSV, tmp)
+            return U.read_results(path)
+        except (MlflowException, OSError, U.UltralyticsError):
+            return None
+
+
+def load_native(client, records: Sequence[RunRecord]) -> None:
+    """Fill what Ultralytics-native runs hold (in place): mAP50 per 1-based epoch from `metrics/mAP50B`
+    without the final best.pt validation, its best, and the projected time from results.csv."""
+    native = [r for r in records if r.run_kind == K.RUN_KIND_ULTRALYTICS]
+    if not native:
+        return
+    series = fetch_series(client, U.NATIVE_MAP50, {r.run_id: None for r in native}, BULK_MAX_RESULTS)
+    for r in native:
+        last = r.epochs_completed - 1 if r.epochs_completed else None
+        r.map50 = U.per_epoch({s: v for s, _, v in _finite(series.get(r.run_id, []))}, last)
+        r.map50_last_epoch = max(r.map50, default=None)
+        r.best_map50 = max(r.map50.values(), default=None)
+        rows = _results_csv(client, r.run_id)
+        times = U.cumulative_times(rows or [])
+        if times:
+            r.epochs_completed = float(len(times))
+            r.eta_full_s = U.projected_time_s(U.epoch_durations(times), r.epochs_planned)
+
+
 # --- series: one sampling rule, three readers -------------------------------------------------------
 
 Rows = list[tuple[int, int, float]]  # (step, timestamp ms, value), ordered; NaN kept as nan
@@ -144,6 +200,8 @@ Window = tuple[int, int] | None      # steps [lo, hi], None = the whole series
 BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
 BULK_MAX_RUNS = 100        # the server's limit of run ids per request
 BULK_MAX_RESULTS = 2500    # the server's limit of points per run
+BULK_PARALLEL = 8          # requests in flight at once
+BULK_MIN_RUNS = 5          # fewer runs a request would cost more in round trips than it saves
 _said: set[str] = set()
 
 
@@ -234,8 +292,9 @@ def _rest_series(store, key: str, windows: dict[str, Window], max_points: int, a
     groups: dict[Window, list[str]] = {}
     for rid, win in windows.items():
         groups.setdefault(win, []).append(rid)
-    requests = [(win, rids[i:i + BULK_MAX_RUNS]) for win, rids in groups.items()
-                for i in range(0, len(rids), BULK_MAX_RUNS)]
+    # a few requests side by side: a server with several workers samples them in parallel
+    size = max(BULK_MIN_RUNS, min(BULK_MAX_RUNS, math.ceil(len(windows) / BULK_PARALLEL)))
+    requests = [(win, rids[i:i + size]) for win, rids in groups.items() for i in range(0, len(rids), size)]
 
     def one(req):
         win, rids = req
@@ -255,7 +314,7 @@ def _rest_series(store, key: str, windows: dict[str, Window], max_points: int, a
         return got
 
     out: dict[str, Rows] = {}
-    with ThreadPoolExecutor(max_workers=min(8, len(requests) or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(BULK_PARALLEL, len(requests) or 1)) as pool:
         for got in pool.map(one, requests):
             if got is None:
                 return None
@@ -352,8 +411,13 @@ def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]],
 def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,
                  filter_string: str | None = None, policy=None, progress: bool = True) -> list[RunRecord]:
     """Records of the runs asked for, with the series `policy`'s reasons need."""
-    runs = find_runs(client, run_ids, experiment, filter_string)
+    return records_of(client, find_runs(client, run_ids, experiment, filter_string), policy, progress)
+
+
+def records_of(client, runs, policy=None, progress: bool = False) -> list[RunRecord]:
+    """Records of MLflow Run objects, with what Ultralytics-native runs hold and the series `policy`'s reasons need."""
     records = [record_from_run(r) for r in runs]
+    load_native(client, records)
     if policy is not None:
         load_series(client, records, plan_fetch(records, policy), policy, progress=progress)
     return records
@@ -378,7 +442,7 @@ def plot_series(client, records: Sequence[RunRecord]) -> dict[str, dict[str, lis
     """For --plot: per run, memory (hours since its first sample, GiB), s/batch (batch, s) and mAP50
     (epoch, value), each sampled to at most PLOT_POINTS."""
     out = {}
-    maps = map50_histories(client, [r.run_id for r in records])
+    maps = map50_histories(client, [r.run_id for r in records if r.run_kind != K.RUN_KIND_ULTRALYTICS])
     for r in records:
         mem = sampled_history(client, r.run_id, K.MEMORY_USED_GIB, PLOT_POINTS)
         start = min((ts for _, ts, _ in mem), default=0) / 1000.0
@@ -386,6 +450,6 @@ def plot_series(client, records: Sequence[RunRecord]) -> dict[str, dict[str, lis
         out[r.run_id] = {
             "memory": [((ts / 1000.0 - start) / 3600.0, v) for _, ts, v in mem],
             "step_s": [(s, v) for s, _, v in step],
-            "map50": sorted(maps.get(r.run_id, {}).items()),
+            "map50": sorted((maps.get(r.run_id) or r.map50 or {}).items()),
         }
     return out
