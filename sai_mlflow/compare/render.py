@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
     REJECT, REJECTED, Decision, RunRecord, Verdict, hours, map_drop, pct,
@@ -31,7 +32,7 @@ def peak_fraction(r: RunRecord) -> float | None:
 def run_dict(v: Verdict) -> dict[str, Any]:
     r = v.record
     return {
-        "run_id": r.run_id, "run_name": r.run_name,
+        "run_id": r.run_id, "run_name": r.run_name, "run_kind": r.run_kind,
         "batch_size": r.batch_size, "batch_size_effective": r.batch_size_effective,
         "cache_mode": r.cache_mode, "data_on_tmpfs": r.data_on_tmpfs,
         "step_s_steady": _r(r.step_s_steady, 4), "images_per_s": _r(r.images_per_s, 1),
@@ -166,7 +167,8 @@ def row_cells(v: Verdict) -> list[str]:
     reasons = ", ".join(codes) if codes else "—"
     if unjudged:
         reasons += f" (+{unjudged} not judged)"
-    return [r.label, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
+    name = f"{r.label} ({r.run_kind})" if r.run_kind == RUN_KIND_ULTRALYTICS else r.label
+    return [name, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
             _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"), mem,
             "—" if frac is None else pct(frac), "—" if r.best_map50 is None else pct(r.best_map50),
             "—" if r.eta_full_s is None else hours(r.eta_full_s), v.verdict, reasons]
