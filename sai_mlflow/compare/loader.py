@@ -201,6 +201,7 @@ BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
 BULK_MAX_RUNS = 100        # the server's limit of run ids per request
 BULK_MAX_RESULTS = 2500    # the server's limit of points per run
 BULK_PARALLEL = 8          # requests in flight at once
+SQL_RUNS = 25             # runs per SQL round trip (SQLite allows 500 terms in a UNION)
 BULK_MIN_RUNS = 5          # fewer runs a request would cost more in round trips than it saves
 _said: set[str] = set()
 
@@ -248,36 +249,57 @@ def _rest_store(client):
 
 
 def _sql_series(store, key: str, windows: dict[str, Window], max_points: int, advance=None) -> dict[str, Rows]:
-    """Direct SQL stores: per run, one count over MLflow's (run_uuid, key, step) index, then only the
-    rows the sampling rule keeps. When the window holds one row per step (every series this project
-    logs), those are found by arithmetic and read by step; otherwise MLflow's own sampler is asked.
-    MLflow's sampler alone builds ORM entities and window-function subqueries (~25 ms a run)."""
-    from sqlalchemy import func, select
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
+    """Direct SQL stores, `SQL_RUNS` runs a round trip: a count per run on MLflow's (run_uuid, key, step)
+    index, then only the rows the sampling rule keeps. When a window holds one row per step (every
+    series this project logs) those rows are found by arithmetic on the step; otherwise MLflow's own
+    sampler is asked. (MLflow's sampler alone builds ORM entities and window-function subqueries,
+    ~25 ms a run; a round trip per query costs as much again on a busy database host.)"""
+    from sqlalchemy import and_, func, literal, or_, select, union_all
+    from mlflow.store.tracking.dbmodels.models import SqlMetric as M
 
-    cols = (SqlMetric.step, SqlMetric.timestamp, SqlMetric.value, SqlMetric.is_nan)
+    def where(rid: str, win: Window) -> list:
+        w = [M.run_uuid == rid, M.key == key]
+        return w + [M.step >= win[0], M.step <= win[1]] if win is not None else w
+
+    def run(selects: list):
+        return [] if not selects else (selects[0] if len(selects) == 1 else union_all(*selects))
+
     out: dict[str, Rows] = {}
+    items = list(windows.items())
     with store.ManagedSessionMaker() as session:
-        for rid, win in windows.items():
-            where = [SqlMetric.run_uuid == rid, SqlMetric.key == key]
-            if win is not None:
-                where += [SqlMetric.step >= win[0], SqlMetric.step <= win[1]]
-            n, distinct, lo, hi = session.execute(
-                select(func.count(), func.count(SqlMetric.step.distinct()), func.min(SqlMetric.step),
-                       func.max(SqlMetric.step)).where(*where)).one()
-            if n and n <= max_points:
-                rows = session.execute(select(*cols).where(*where)).all()
-            elif n and n == distinct == hi - lo + 1:
-                steps = [lo + i for i in sample_indices(n, max_points)]
-                rows = session.execute(select(*cols).where(*where, SqlMetric.step.in_(steps))).all()
-            elif n:
-                got = store.get_metric_history_bulk_interval([rid], key, max_points, *(win or (None, None)))
-                rows = [(x.step, x.timestamp, x.value, False) for x in got]
-            else:
-                rows = []
-            out[rid] = _ordered((s, t, math.nan if nan else v) for s, t, v, nan in rows)
-            if advance:
-                advance()
+        for i in range(0, len(items), SQL_RUNS):
+            chunk = items[i:i + SQL_RUNS]
+            counts = run([select(literal(rid).label("rid"), func.count(), func.count(M.step.distinct()),
+                                 func.min(M.step), func.max(M.step)).where(*where(rid, win)) for rid, win in chunk])
+            stats = {row[0]: row[1:] for row in session.execute(counts)}
+            selects, keep, by_mlflow = [], {}, []
+            for rid, win in chunk:
+                n, distinct, lo, hi = stats[rid]
+                cols = select(literal(rid).label("rid"), M.step, M.timestamp, M.value, M.is_nan)
+                if not n:
+                    continue
+                if n <= max_points:
+                    selects.append(cols.where(*where(rid, win)))
+                elif n == distinct == hi - lo + 1:
+                    q, r = divmod(n, max_points)
+                    a, k = r * (q + 1), M.step - lo
+                    selects.append(cols.where(*where(rid, win), or_(
+                        and_(k < a, k % (q + 1) == 0), and_(k >= a, (k - a) % q == 0), M.step == hi)))
+                    keep[rid] = {lo + j for j in sample_indices(n, max_points)}
+                else:
+                    by_mlflow.append((rid, win))
+            got: dict[str, list] = {}
+            if selects:
+                for rid, step, ts, value, nan in session.execute(run(selects)):
+                    if rid not in keep or step in keep[rid]:
+                        got.setdefault(rid, []).append((step, ts, math.nan if nan else value))
+            for rid, win in by_mlflow:
+                got[rid] = [(x.step, x.timestamp, x.value) for x in
+                            store.get_metric_history_bulk_interval([rid], key, max_points, *(win or (None, None)))]
+            for rid, _ in chunk:
+                out[rid] = _ordered(got.get(rid, []))
+                if advance:
+                    advance()
     return out
 
 
