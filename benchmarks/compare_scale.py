@@ -193,11 +193,13 @@ def time_compare(uri: str) -> tuple[float, int, str]:
 
 
 def by_name(out: str) -> dict:
-    """The JSON with run ids replaced by run names, so two stores holding the same runs compare equal."""
+    """The JSON with run ids replaced by run names, so two stores holding the same runs compare equal
+    (listed by name: every run here starts at the same instant, and stores break that tie differently)."""
     obj = json.loads(out)
     names = {r["run_id"]: r["run_name"] for r in obj["runs"]}
     for r in obj["runs"]:
         r["run_id"] = names[r["run_id"]]
+    obj["runs"].sort(key=lambda r: r["run_id"])
     if obj.get("recommended"):
         obj["recommended"]["run_id"] = names[obj["recommended"]["run_id"]]
     return obj
