@@ -36,18 +36,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), env: dict | None = None) -> None:
         self.dir = workdir
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.extra_args, self.env = tuple(extra_args), dict(env or {})
 
     def start(self, timeout: float = 90) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **self.env}
         self.proc = subprocess.Popen(
             [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
              "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
             stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

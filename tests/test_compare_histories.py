@@ -170,3 +170,39 @@ def test_mlflow_callback_runs_are_judged_on_what_they_have(tmp_path, synthetic_d
     mv = client.get_model_version("native-detector", out.version)
     assert mv.source.endswith("weights/best.pt") and mv.run_id == recs["b8"].run_id
     assert "memory_fraction" in out.evaluation.failed
+
+
+PASSWORD = "s3cret-pw-for-test-only"
+
+
+def auth_server(store) -> Server:
+    """A real `mlflow server --app-name basic-auth` over `store`'s sqlite file."""
+    ini = store / "auth.ini"
+    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{store / 'auth.db'}\n"
+                   "admin_username = admin\n"
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return Server(store, ("--app-name", "basic-auth"),
+                  {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
+                   "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret-key"})
+
+
+def test_server_path_carries_the_clients_credentials(tmp_path, client, sqlite_uri, monkeypatch):
+    """Through a basic-auth server, the bulk endpoint is asked with the credentials MLflow's client sends
+    (MLFLOW_TRACKING_USERNAME/PASSWORD): the same JSON as direct, and the password never printed."""
+    n = 2 * MEMORY_POINTS + 90
+    log_run(client, "leaky", memory=[(i * 20.0, 40 + 3.0 * i * 20 / 3600) for i in range(n)],
+            summary={K.SUMMARY_ETA_FULL_S: 100.0})
+    log_run(client, "steady", memory=[(i * 20.0, 40.0) for i in range(n)])
+    server = auth_server(tmp_path / "mlruns")
+    server.start(timeout=180)
+    try:
+        _, direct = judge(sqlite_uri, "--experiment", EXP)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+        r = CliRunner().invoke(compare_runs, ["--tracking-uri", server.uri, "--experiment", EXP, "--format", "json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == direct
+        assert PASSWORD not in r.output
+        assert codes(by_name(direct)["leaky"], "reject") == ["memory_leak"]
+    finally:
+        server.kill()
