@@ -27,7 +27,8 @@ CONTRACT_TAGS = (
 )
 
 CACHE_MODES = ("none", "ram", "disk")
-RUN_KINDS = ("train", "probe", "import", "replay")
+RUN_KIND_ULTRALYTICS = "ultralytics"  # shown (never written) for runs logged by Ultralytics' own MLflow callback
+RUN_KINDS = ("train", "probe", "import", "replay", RUN_KIND_ULTRALYTICS)
 MEMORY_SOURCES = ("nvml", "rss")
 
 # Written by compare-runs --tag-runs and preflight; not part of the run identity.

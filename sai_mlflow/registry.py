@@ -185,8 +185,8 @@ def _holder_info(client, mv) -> Holder | None:
 
 def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool = False) -> list[Gate]:
     """The gate table for `run` against `holder` (None: nothing holds the alias). Reads only."""
-    from .compare.decision import REJECT, decide, plan_fetch
-    from .compare.loader import load_series, record_from_run
+    from .compare.decision import REJECT, decide
+    from .compare.loader import records_of
 
     tags, metrics = run.data.tags, run.data.metrics
     gates: list[Gate] = []
@@ -195,8 +195,7 @@ def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool
     gates.append(Gate("run_finished", status, "FINISHED", status == "FINISHED"))
 
     # the comparator's own evaluation of this run (one-run group: every reason but too_slow applies)
-    record = record_from_run(run)
-    load_series(client, [record], plan_fetch([record], policy), progress=False)
+    record = records_of(client, [run], policy)[0]
     verdict = decide([record], policy).verdicts[0]
     rejects = [r for r in verdict.reasons if r.severity == REJECT]
     gates.append(Gate("comparator", ", ".join(r.code for r in rejects) or NONE, "no reject reason", not rejects,

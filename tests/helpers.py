@@ -38,13 +38,15 @@ def free_port() -> int:
 class Server:
     """A real `mlflow server --workers 1` on loopback; `app_name="basic-auth"` for MLflow's auth app."""
 
-    def __init__(self, workdir: Path, app_name: str | None = None, admin_password: str = "") -> None:
+    def __init__(self, workdir: Path, app_name: str | None = None, admin_password: str = "",
+                 extra_args: tuple[str, ...] = (), env: dict | None = None) -> None:
         self.dir = workdir
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.app_name = app_name
         self.admin_password = admin_password
+        self.extra_args, self.env = tuple(extra_args), dict(env or {})
 
     def _auth_env(self) -> dict[str, str]:
         ini = self.dir / "auth.ini"
@@ -55,12 +57,12 @@ class Server:
 
     def start(self, timeout: float = 120) -> None:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-               **(self._auth_env() if self.app_name == "basic-auth" else {})}
+               **(self._auth_env() if self.app_name == "basic-auth" else {}), **self.env}
         app = ["--app-name", self.app_name] if self.app_name else []
         self.proc = subprocess.Popen(
             [MLFLOW, "server", *app, "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
              "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
+             "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
             stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

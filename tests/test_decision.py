@@ -77,7 +77,7 @@ def test_every_verdict_and_exit_code():
     (dict(peak_gib=130.0, peak_fraction=130 / 140), D.MEMORY_OVER_LIMIT, D.REJECT),
     (dict(map50={1: 0.5, 3: 0.45, 4: 0.45, 5: 0.45}), D.MAP_DEGRADATION, D.REJECT),
     (dict(cache_mode="disk", data_on_tmpfs=True), D.DOUBLE_CACHE, D.REJECT),
-    (dict(memory_samples=200, start_time_s=0.0, memory_last_time_s=7200.0,
+    (dict(memory_samples=200,
           memory_steady=[(3600 + i * 36.0, 40 + 2.0 * i * 36 / 3600) for i in range(100)]), D.MEMORY_LEAK, D.REJECT),
     (dict(status="FAILED"), D.INCOMPLETE, D.REJECT),
     (dict(eta_full_s=None, images_per_s=None), D.INCOMPLETE, D.REJECT),
@@ -121,12 +121,14 @@ def test_group_tie_goes_to_first_listed():
 
 
 def test_plan_fetch_asks_only_what_reasons_need():
-    rs = [rec("late", map50_last_epoch=5, memory_samples=1000, start_time_s=0.0, memory_last_time_s=7200.0),
-          rec("early", map50_last_epoch=2, memory_samples=1000, start_time_s=0.0, memory_last_time_s=600.0),
+    rs = [rec("late", map50_last_epoch=5, memory_samples=1000),
+          rec("early", map50_last_epoch=2, memory_samples=1000),
+          rec("few", memory_samples=12),
           rec("nothing"),
-          rec("other", gpu="x", map50_last_epoch=9, memory_samples=1000, start_time_s=0.0, memory_last_time_s=7200.0)]
+          rec("other", gpu="x", map50_last_epoch=9, memory_samples=1000)]
     plan = plan_fetch(rs, P)
-    assert plan == {"late": {D.NEED_MAP50, D.NEED_MEMORY}}
+    # how long the samples last is read from the series once fetched, never from the run's start
+    assert plan == {"late": {D.NEED_MAP50, D.NEED_MEMORY}, "early": {D.NEED_MEMORY}}
 
 
 def test_memory_slope_ignores_validation_spikes():

@@ -96,10 +96,8 @@ class RunRecord:
     epochs_completed: float | None = None
     epochs_planned: float | None = None
     # what the latest-metric table says about series (known without fetching them)
-    start_time_s: float | None = None
     map50_last_epoch: int | None = None          # step of the latest val/mAP50
     memory_samples: int | None = None            # latest memory/used_gib step + 1
-    memory_last_time_s: float | None = None      # its timestamp
     # series, filled by the loader only when plan_fetch asked for them
     map50: dict[int, float] | None = None                    # epoch -> value
     # recorded but unusable (a tag `batch_size='abc'`, a summary metric NaN): name -> the value as recorded
@@ -243,8 +241,9 @@ def _not_comparable_message(r: RunRecord, group: tuple) -> str:
 # --- two-phase loading ---------------------------------------------------------------------------
 
 def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
-    """run_id -> series keys a reason needs. Only runs of the compared group, and only series
-    the latest-metric table shows exist and could be judged (enough epochs, enough time)."""
+    """run_id -> series keys a reason needs. Only runs of the compared group, only series the
+    latest-metric table shows exist and could be judged (enough epochs, enough samples), and only
+    those not already loaded (Ultralytics-native runs come with their mAP50 per epoch)."""
     group = choose_group(records)
     plan: dict[str, set[str]] = {}
     late_first = policy.map_late_epochs[0]
@@ -252,7 +251,7 @@ def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
         if r.group_key != group:
             continue
         need: set[str] = set()
-        if r.map50_last_epoch is not None and r.map50_last_epoch >= late_first:
+        if r.map50 is None and r.map50_last_epoch is not None and r.map50_last_epoch >= late_first:
             need.add(NEED_MAP50)
         if _memory_judgeable_before_fetch(r, policy) is None:
             need.add(NEED_MEMORY)
@@ -262,17 +261,23 @@ def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
 
 
 def _memory_judgeable_before_fetch(r: RunRecord, policy) -> str | None:
-    """None when the steady-state memory series is worth fetching, else why it cannot be judged."""
+    """None when the steady-state memory series is worth fetching, else why it cannot be judged.
+
+    Only the sample count is known before the fetch: the time the samples cover is read from the
+    series itself afterwards, never from the run's start time (tools that import runs keep the
+    original timestamps, which may precede the run's own start)."""
     if not r.memory_samples:
         return "no memory/used_gib samples recorded"
     if r.memory_samples < 2 * MIN_LEAK_SAMPLES:
         return f"only {r.memory_samples} memory samples (needs {2 * MIN_LEAK_SAMPLES})"
-    if _known(r.start_time_s) and _known(r.memory_last_time_s):
-        span = r.memory_last_time_s - r.start_time_s
-        if span / 2 < policy.min_leak_window_s:
-            return (f"memory samples span {span / 60:.1f} min; the steady half must cover "
-                    f"{policy.min_leak_window_s / 60:.0f} min")
     return None
+
+
+def series_span_s(points: Sequence[tuple[float, float]]) -> float:
+    """Seconds between the first and last timestamps of (time s, value) points; 0 when fewer than two
+    or when the timestamps do not move forward (never negative)."""
+    times = [t for t, _ in points if _known(t)]
+    return max(0.0, max(times) - min(times)) if len(times) >= 2 else 0.0
 
 
 # --- the checks --------------------------------------------------------------------------------
@@ -386,9 +391,11 @@ def _check_memory_leak(r: RunRecord, policy) -> Reason | None:
         why = "steady-state memory series not loaded"
     if why is None:
         pts = r.memory_steady or []
-        span = (pts[-1][0] - pts[0][0]) if len(pts) >= 2 else 0.0
+        span = series_span_s(pts)
         if len(pts) < MIN_LEAK_SAMPLES:
             why = f"only {len(pts)} steady-state memory samples"
+        elif span <= 0:
+            why = "steady-state memory samples share one timestamp"
         elif span < policy.min_leak_window_s:
             why = f"steady-state memory covers {span / 60:.1f} min (needs {policy.min_leak_window_s / 60:.0f} min)"
         else:

@@ -5,8 +5,10 @@ most reasons need (`summary/*` is refreshed at every epoch end). The latest-metr
 tells how far the per-epoch mAP50 got and how many memory samples exist, so
 `decision.plan_fetch` can ask for exactly:
 - `val/mAP50` per epoch (a hundred-odd points), for runs that reached the later window;
-- the steady-state half of `memory/used_gib`, sampled to at most `MEMORY_POINTS` points in SQL
-  (MLflow's `get_metric_history_bulk_interval`), for runs long enough to judge a leak.
+- the steady-state half of `memory/used_gib`, sampled to at most `MEMORY_POINTS` points by MLflow's
+  own rule (`sample_indices`), for runs with enough samples to judge a leak.
+Series are read directly from SQL stores, through an `mlflow server`'s bulk endpoint (sampled in SQL
+on the server, 100 runs a request), else through the public API; all three keep the same points.
 Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
 experiment listing (they are a few batches long) unless named by id.
 """
@@ -15,15 +17,17 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import keys as K
+from ..importers import ultralytics_mapping as U
 from ..telemetry.stats import finite
 from ..tracking.mlflow_errors import is_not_found
 from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
 
-MEMORY_POINTS = 500
+MEMORY_POINTS = 200
 PLOT_POINTS = 1500
 PROGRESS_MIN_RUNS = 10
 
@@ -131,6 +135,8 @@ def _unreadable(tags: dict, m: dict) -> dict[str, str]:
 def record_from_run(run) -> RunRecord:
     tags, m = run.data.tags, run.data.metrics
     latest = {x.key: x for x in getattr(run.data, "_metric_objs", [])}
+    if U.is_native_run(tags, run.data.params, m):
+        return _native_record(run, latest)
     mem = latest.get(K.MEMORY_USED_GIB)
     mapm = latest.get(K.VAL_MAP50)
     return RunRecord(
@@ -158,60 +164,269 @@ def record_from_run(run) -> RunRecord:
         eta_full_s=_num(m, K.SUMMARY_ETA_FULL_S),
         epochs_completed=_num(m, K.SUMMARY_EPOCHS_COMPLETED),
         epochs_planned=_num(m, K.SUMMARY_EPOCHS_PLANNED),
-        start_time_s=run.info.start_time / 1000.0 if run.info.start_time else None,
         map50_last_epoch=(int(mapm.step) if mapm is not None
                           else _int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m else None),
         memory_samples=int(mem.step) + 1 if mem is not None else None,
-        memory_last_time_s=mem.timestamp / 1000.0 if mem is not None else None,
         unreadable=_unreadable(tags, m),
     )
 
 
-# --- series ------------------------------------------------------------------------------------
+def _native_record(run, latest: dict) -> RunRecord:
+    """A run Ultralytics' own MLflow callback logged, from its params (the trainer arguments) and the
+    latest step of its per-epoch metrics; the series and results.csv are read by `load_native`."""
+    p = run.data.params
+    ident = U.identity_tags(p)
+    trained = latest.get(U.NATIVE_EPOCH_KEY)
+    mapm = latest.get(U.NATIVE_MAP50)
+    last = int(trained.step) if trained is not None else None
+    return RunRecord(
+        run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
+        run_kind=K.RUN_KIND_ULTRALYTICS,
+        model=ident.get(K.TAG_MODEL), imgsz=_int(ident.get(K.TAG_IMGSZ)),
+        batch_size=_int(ident.get(K.TAG_BATCH_SIZE)), cache_mode=ident.get(K.TAG_CACHE_MODE),
+        data_on_tmpfs=_bool(ident.get(K.TAG_DATA_ON_TMPFS)),
+        epochs_completed=last + 1 if last is not None else None,
+        epochs_planned=U.planned_epochs(p),
+        map50_last_epoch=min(int(mapm.step), last) + 1 if mapm is not None and last is not None else None,
+    )
+
+
+def _results_csv(client, run_id: str) -> list[dict[str, float]] | None:
+    """The run's results.csv artifact, parsed; None when it has none (a run that did not finish)."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="sai_results_") as tmp:
+        try:
+            path = client.download_artifacts(run_id, U.RESULTS_CSV, tmp)
+            return U.read_results(path)
+        except (MlflowException, OSError, U.UltralyticsError):
+            return None
+
+
+def load_native(client, records: Sequence[RunRecord]) -> None:
+    """Fill what Ultralytics-native runs hold (in place): mAP50 per 1-based epoch from `metrics/mAP50B`
+    without the final best.pt validation, its best, and the projected time from results.csv."""
+    native = [r for r in records if r.run_kind == K.RUN_KIND_ULTRALYTICS]
+    if not native:
+        return
+    series = fetch_series(client, U.NATIVE_MAP50, {r.run_id: None for r in native}, BULK_MAX_RESULTS)
+    for r in native:
+        last = r.epochs_completed - 1 if r.epochs_completed else None
+        r.map50 = U.per_epoch({s: v for s, _, v in _finite(series.get(r.run_id, []))}, last)
+        r.map50_last_epoch = max(r.map50, default=None)
+        r.best_map50 = max(r.map50.values(), default=None)
+        rows = _results_csv(client, r.run_id)
+        times = U.cumulative_times(rows or [])
+        if times:
+            r.epochs_completed = float(len(times))
+            r.eta_full_s = U.projected_time_s(U.epoch_durations(times), r.epochs_planned)
+
+
+# --- series: one sampling rule, three readers -------------------------------------------------------
+
+Rows = list[tuple[int, int, float]]  # (step, timestamp ms, value), ordered; NaN kept as nan
+Window = tuple[int, int] | None      # steps [lo, hi], None = the whole series
+
+BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+BULK_MAX_RUNS = 100        # the server's limit of run ids per request
+BULK_MAX_RESULTS = 2500    # the server's limit of points per run
+BULK_PARALLEL = 8          # requests in flight at once
+SQL_RUNS = 25             # runs per SQL round trip (SQLite allows 500 terms in a UNION)
+BULK_MIN_RUNS = 5          # fewer runs a request would cost more in round trips than it saves
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """A note on stderr, once per process (the loader is the edge that knows; the CLI stays thin)."""
+    if message not in _said:
+        _said.add(message)
+        print(f"Note: {message}", file=sys.stderr)
+
+
+def sample_indices(n: int, max_points: int) -> list[int]:
+    """Which of `n` ordered rows MLflow's own sampler keeps: the first row of each of NTILE(max_points)
+    buckets, with the last row always kept (`SqlAlchemyStore.get_metric_history_bulk_interval`, which
+    the server's bulk endpoint runs). Every reader below keeps exactly these rows, so a verdict never
+    depends on the kind of store."""
+    if n <= max_points:
+        return list(range(n))
+    q, r = divmod(n, max_points)
+    picks = [i * (q + 1) if i < r else r * (q + 1) + (i - r) * q for i in range(max_points)]
+    picks[-1] = n - 1
+    return picks
+
+
+def _ordered(rows) -> Rows:
+    return sorted(((int(s), int(t), float(v)) for s, t, v in rows),
+                  key=lambda x: (x[0], x[1], x[2] if math.isfinite(x[2]) else math.inf))
+
 
 def _store(client):
     tc = getattr(client, "_tracking_client", None)
     return getattr(tc, "store", None)
 
 
-def sampled_history(client, run_id: str, key: str, max_points: int,
-                    start_step: int | None = None, end_step: int | None = None) -> list:
-    """Metric entities of `key` within [start_step, end_step], evenly sampled to <= max_points
-    (in SQL where the store supports it), ordered by step."""
+def _sql_store(client):
+    """The client's SqlAlchemyStore (sqlite, postgres, mysql...), or None for other stores (HTTP)."""
     store = _store(client)
-    fn = getattr(store, "get_metric_history_bulk_interval", None)
-    if fn is not None:
-        try:
-            got = fn([run_id], key, max_points, start_step, end_step)
-            return sorted((x.metric if hasattr(x, "metric") else x for x in got), key=lambda m: (m.step, m.timestamp))
-        except NotImplementedError:
-            pass
-    hist = client.get_metric_history(run_id, key)
-    if start_step is not None:
-        hist = [m for m in hist if start_step <= m.step <= end_step]
-    hist.sort(key=lambda m: (m.step, m.timestamp))
-    if len(hist) > max_points:
-        stride = (len(hist) - 1) / (max_points - 1)
-        hist = [hist[round(i * stride)] for i in range(max_points)]
-    return hist
+    return store if hasattr(store, "ManagedSessionMaker") and hasattr(store, "engine") else None
 
 
-def map50_histories(client, run_ids: Sequence[str]) -> dict[str, dict[int, float]]:
-    """Per-epoch val/mAP50 of several runs; one bulk query where the store has it."""
-    out: dict[str, dict[int, float]] = {rid: {} for rid in run_ids}
+def _rest_store(client):
+    """The client's RestStore (an `mlflow server`), or None."""
     store = _store(client)
-    bulk = getattr(store, "get_metric_history_bulk", None)
-    if bulk is not None and run_ids:
-        try:
-            for x in bulk(list(run_ids), K.VAL_MAP50, 1_000_000):
-                out[x.run_id][int(x.metric.step)] = float(x.metric.value)
-            return out
-        except (NotImplementedError, AttributeError):
-            pass
-    for rid in run_ids:
-        for m in client.get_metric_history(rid, K.VAL_MAP50):
-            out[rid][int(m.step)] = float(m.value)
+    return store if hasattr(store, "get_host_creds") and _sql_store(client) is None else None
+
+
+def _sql_series(store, key: str, windows: dict[str, Window], max_points: int, advance=None) -> dict[str, Rows]:
+    """Direct SQL stores, `SQL_RUNS` runs a round trip: a count per run on MLflow's (run_uuid, key, step)
+    index, then only the rows the sampling rule keeps. When a window holds one row per step (every
+    series this project logs) those rows are found by arithmetic on the step; otherwise MLflow's own
+    sampler is asked. (MLflow's sampler alone builds ORM entities and window-function subqueries,
+    ~25 ms a run; a round trip per query costs as much again on a busy database host.)"""
+    from sqlalchemy import and_, func, literal, or_, select, union_all
+    from mlflow.store.tracking.dbmodels.models import SqlMetric as M
+
+    def where(rid: str, win: Window) -> list:
+        w = [M.run_uuid == rid, M.key == key]
+        return w + [M.step >= win[0], M.step <= win[1]] if win is not None else w
+
+    def run(selects: list):
+        return [] if not selects else (selects[0] if len(selects) == 1 else union_all(*selects))
+
+    out: dict[str, Rows] = {}
+    items = list(windows.items())
+    with store.ManagedSessionMaker() as session:
+        for i in range(0, len(items), SQL_RUNS):
+            chunk = items[i:i + SQL_RUNS]
+            counts = run([select(literal(rid).label("rid"), func.count(), func.count(M.step.distinct()),
+                                 func.min(M.step), func.max(M.step)).where(*where(rid, win)) for rid, win in chunk])
+            stats = {row[0]: row[1:] for row in session.execute(counts)}
+            selects, keep, by_mlflow = [], {}, []
+            for rid, win in chunk:
+                n, distinct, lo, hi = stats[rid]
+                cols = select(literal(rid).label("rid"), M.step, M.timestamp, M.value, M.is_nan)
+                if not n:
+                    continue
+                if n <= max_points:
+                    selects.append(cols.where(*where(rid, win)))
+                elif n == distinct == hi - lo + 1:
+                    q, r = divmod(n, max_points)
+                    a, k = r * (q + 1), M.step - lo
+                    selects.append(cols.where(*where(rid, win), or_(
+                        and_(k < a, k % (q + 1) == 0), and_(k >= a, (k - a) % q == 0), M.step == hi)))
+                    keep[rid] = {lo + j for j in sample_indices(n, max_points)}
+                else:
+                    by_mlflow.append((rid, win))
+            got: dict[str, list] = {}
+            if selects:
+                for rid, step, ts, value, nan in session.execute(run(selects)):
+                    if rid not in keep or step in keep[rid]:
+                        got.setdefault(rid, []).append((step, ts, math.nan if nan else value))
+            for rid, win in by_mlflow:
+                got[rid] = [(x.step, x.timestamp, x.value) for x in
+                            store.get_metric_history_bulk_interval([rid], key, max_points, *(win or (None, None)))]
+            for rid, _ in chunk:
+                out[rid] = _ordered(got.get(rid, []))
+                if advance:
+                    advance()
     return out
+
+
+def _rest_series(store, key: str, windows: dict[str, Window], max_points: int, advance=None) -> dict[str, Rows] | None:
+    """An `mlflow server`: its bulk endpoint samples in SQL, up to 100 runs a request, each series read
+    once, with the client's own credentials (MLflow's request helper and host creds). None when the
+    server predates the endpoint."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+    groups: dict[Window, list[str]] = {}
+    for rid, win in windows.items():
+        groups.setdefault(win, []).append(rid)
+    # a few requests side by side: a server with several workers samples them in parallel
+    size = max(BULK_MIN_RUNS, min(BULK_MAX_RUNS, math.ceil(len(windows) / BULK_PARALLEL)))
+    requests = [(win, rids[i:i + size]) for win, rids in groups.items() for i in range(0, len(rids), size)]
+
+    def one(req):
+        win, rids = req
+        params = [("run_ids", r) for r in rids] + [("metric_key", key), ("max_results", str(max_points))]
+        if win is not None:
+            params += [("start_step", str(win[0])), ("end_step", str(win[1]))]
+        resp = http_request(store.get_host_creds(), BULK_ENDPOINT, "GET", params=params)
+        if resp.status_code == 404:
+            return None
+        verify_rest_response(resp, BULK_ENDPOINT)
+        got: dict[str, list] = {r: [] for r in rids}
+        for m in resp.json().get("metrics", []):
+            got.setdefault(m["run_id"], []).append((m.get("step", 0), m.get("timestamp", 0), m.get("value", 0.0)))
+        if advance:
+            for _ in rids:
+                advance()
+        return got
+
+    out: dict[str, Rows] = {}
+    with ThreadPoolExecutor(max_workers=min(BULK_PARALLEL, len(requests) or 1)) as pool:
+        for got in pool.map(one, requests):
+            if got is None:
+                return None
+            out.update({rid: _ordered(rows) for rid, rows in got.items()})
+    return out
+
+
+def _public_series(client, key: str, windows: dict[str, Window], max_points: int, advance=None) -> dict[str, Rows]:
+    """Any other store (or an old server): full histories through the public API, sampled here by the same rule."""
+    out: dict[str, Rows] = {}
+    for rid, win in windows.items():
+        rows = _ordered((m.step, m.timestamp, m.value) for m in client.get_metric_history(rid, key)
+                        if win is None or win[0] <= m.step <= win[1])
+        out[rid] = [rows[i] for i in sample_indices(len(rows), max_points)]
+        if advance:
+            advance()
+    return out
+
+
+def fetch_series(client, key: str, windows: dict[str, Window], max_points: int, advance=None) -> dict[str, Rows]:
+    """`key` of each run within its window, sampled to <= max_points by MLflow's rule, from the fastest
+    reader the store offers: SQL directly, a server's bulk endpoint, else the public API."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if not windows:
+        return {}
+    max_points = max(1, min(int(max_points), BULK_MAX_RESULTS))
+    sql = _sql_store(client)
+    if sql is not None:
+        try:
+            return _sql_series(sql, key, windows, max_points, advance)
+        except (SQLAlchemyError, MlflowException) as e:  # a schema this MLflow no longer has: the public API
+            _say_once(f"reading series through MLflow's API instead of SQL ({type(e).__name__})")
+    rest = _rest_store(client)
+    if rest is not None:
+        got = _rest_series(rest, key, windows, max_points, advance)
+        if got is not None:
+            return got
+        _say_once(f"{client.tracking_uri} has no sampled-history endpoint (an MLflow server older than 2.x); "
+                  f"reading full histories instead, which is slower")
+    return _public_series(client, key, windows, max_points, advance)
+
+
+def _finite(rows: Rows) -> Rows:
+    return [x for x in rows if math.isfinite(x[2])]
+
+
+def sampled_history(client, run_id: str, key: str, max_points: int) -> Rows:
+    """One run's whole series of `key`, sampled to <= max_points."""
+    return _finite(fetch_series(client, key, {run_id: None}, max_points)[run_id])
+
+
+def map50_histories(client, run_ids: Sequence[str], last_epoch: int | None = None) -> dict[str, dict[int, float]]:
+    """Per-epoch val/mAP50 of several runs (epochs up to `last_epoch`, else all)."""
+    win = (0, last_epoch) if last_epoch is not None else None
+    got = fetch_series(client, K.VAL_MAP50, {rid: win for rid in run_ids}, BULK_MAX_RESULTS)
+    return {rid: {s: v for s, _, v in _finite(rows)} for rid, rows in got.items()}
 
 
 def _progress(total: int, enabled: bool):
@@ -226,81 +441,37 @@ def _progress(total: int, enabled: bool):
                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
 
 
-def _sql_store(client):
-    """The client's SqlAlchemyStore (sqlite, postgres, mysql...), or None for other stores (HTTP)."""
-    store = _store(client)
-    return store if hasattr(store, "ManagedSessionMaker") and hasattr(store, "engine") else None
-
-
-def _sql_windows(store, key: str, windows: dict[str, tuple[int, int, int]],
-                advance=None) -> dict[str, list[tuple[int, int, float]]]:
-    """Fast path for SQL stores: for each run, (step, timestamp ms, value) of `key` with lo <= step <= hi and
-    (step - lo) % stride == 0 -- a plain range scan on MLflow's (run_uuid, key, step) index, rows
-    read as tuples in one session. MLflow's own sampling API builds ORM entities and window-function
-    subqueries per run (~25 ms each), which at 100 runs is most of compare-runs' time."""
-    from sqlalchemy import select
-    from mlflow.store.tracking.dbmodels.models import SqlMetric
-
-    out: dict[str, list[tuple[int, int, float]]] = {}
-    with store.ManagedSessionMaker() as session:
-        for rid, (lo, hi, stride) in windows.items():
-            q = select(SqlMetric.step, SqlMetric.timestamp, SqlMetric.value).where(
-                SqlMetric.run_uuid == rid, SqlMetric.key == key, SqlMetric.step >= lo, SqlMetric.step <= hi,
-                SqlMetric.is_nan.is_(False))
-            if stride > 1:
-                q = q.where((SqlMetric.step - lo) % stride == 0)
-            out[rid] = sorted((int(a), int(b), float(c)) for a, b, c in session.execute(q).all())
-            if advance:
-                advance()
-    return out
-
-
 def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]], policy=None,
                 progress: bool = True) -> None:
-    """Fill the planned series into `records` (in place)."""
+    """Fill the planned series into `records` (in place): each series read once, sampled by one rule."""
     by_id = {r.run_id: r for r in records}
     map_ids = [rid for rid, need in plan.items() if NEED_MAP50 in need]
     mem_ids = [rid for rid, need in plan.items() if NEED_MEMORY in need]
+    if map_ids:
+        last = policy.map_late_epochs[1] if policy is not None else None
+        for rid, series in map50_histories(client, map_ids, last).items():
+            by_id[rid].map50 = series
+    windows = {}
+    for rid in mem_ids:
+        n = by_id[rid].memory_samples or 0
+        windows[rid] = (n // 2, n - 1)
     with _progress(len(mem_ids), progress) as bar:
         task = bar.add_task("memory series", total=len(mem_ids)) if bar else None
         advance = (lambda: bar.advance(task)) if bar else None
-        sql = _sql_store(client)
-        if sql is not None:
-            try:
-                if map_ids:
-                    last = policy.map_late_epochs[1] if policy is not None else 10**9
-                    got = _sql_windows(sql, K.VAL_MAP50, {rid: (0, last, 1) for rid in map_ids})
-                    for rid, rows in got.items():
-                        by_id[rid].map50 = {step: v for step, _, v in rows}
-                windows = {}
-                for rid in mem_ids:
-                    n = by_id[rid].memory_samples or 0
-                    lo, hi = n // 2, n - 1
-                    windows[rid] = (lo, hi, max(1, math.ceil((hi - lo + 1) / MEMORY_POINTS)))
-                for rid, rows in _sql_windows(sql, K.MEMORY_USED_GIB, windows, advance).items():
-                    by_id[rid].memory_steady = [(ts / 1000.0, v) for _, ts, v in rows]
-                return
-            except Exception:  # an MLflow whose schema moved on: take the public API below
-                for r in records:
-                    r.map50 = r.memory_steady = None
-                if bar:
-                    bar.reset(task)
-        if map_ids:
-            for rid, series in map50_histories(client, map_ids).items():
-                by_id[rid].map50 = series
-        for rid in mem_ids:
-            r = by_id[rid]
-            n = r.memory_samples or 0
-            pts = sampled_history(client, rid, K.MEMORY_USED_GIB, MEMORY_POINTS, n // 2, n - 1)
-            r.memory_steady = [(m.timestamp / 1000.0, float(m.value)) for m in pts if math.isfinite(m.value)]
-            if advance:
-                advance()
+        for rid, rows in fetch_series(client, K.MEMORY_USED_GIB, windows, MEMORY_POINTS, advance).items():
+            by_id[rid].memory_steady = [(ts / 1000.0, v) for _, ts, v in _finite(rows)]
+
 
 def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,
                  filter_string: str | None = None, policy=None, progress: bool = True) -> list[RunRecord]:
     """Records of the runs asked for, with the series `policy`'s reasons need."""
-    runs = find_runs(client, run_ids, experiment, filter_string)
+    return records_of(client, find_runs(client, run_ids, experiment, filter_string), policy, progress)
+
+
+def records_of(client, runs, policy=None, progress: bool = False) -> list[RunRecord]:
+    """Records of MLflow Run objects, with what Ultralytics-native runs hold and the series `policy`'s reasons need."""
     records = [record_from_run(r) for r in runs]
+    load_native(client, records)
     if policy is not None:
         load_series(client, records, plan_fetch(records, policy), policy, progress=progress)
     return records
@@ -322,17 +493,17 @@ def to_frame(records: Iterable[RunRecord]):
 
 
 def plot_series(client, records: Sequence[RunRecord]) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    """For --plot: per run, memory (hours since start, GiB), s/batch (batch, s) and mAP50 (epoch, value),
-    each sampled to at most PLOT_POINTS."""
+    """For --plot: per run, memory (hours since its first sample, GiB), s/batch (batch, s) and mAP50
+    (epoch, value), each sampled to at most PLOT_POINTS."""
     out = {}
-    maps = map50_histories(client, [r.run_id for r in records])
+    maps = map50_histories(client, [r.run_id for r in records if r.run_kind != K.RUN_KIND_ULTRALYTICS])
     for r in records:
-        start = r.start_time_s or 0.0
         mem = sampled_history(client, r.run_id, K.MEMORY_USED_GIB, PLOT_POINTS)
+        start = min((ts for _, ts, _ in mem), default=0) / 1000.0
         step = sampled_history(client, r.run_id, K.BATCH_STEP_S, PLOT_POINTS)
         out[r.run_id] = {
-            "memory": [((m.timestamp / 1000.0 - start) / 3600.0, m.value) for m in mem],
-            "step_s": [(m.step, m.value) for m in step],
-            "map50": sorted(maps.get(r.run_id, {}).items()),
+            "memory": [((ts / 1000.0 - start) / 3600.0, v) for _, ts, v in mem],
+            "step_s": [(s, v) for s, _, v in step],
+            "map50": sorted((maps.get(r.run_id) or r.map50 or {}).items()),
         }
     return out

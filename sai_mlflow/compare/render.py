@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
     REJECT, REJECTED, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
@@ -33,7 +34,7 @@ def peak_fraction(r: RunRecord) -> float | None:
 def run_dict(v: Verdict) -> dict[str, Any]:
     r = v.record
     return {
-        "run_id": r.run_id, "run_name": r.run_name,
+        "run_id": r.run_id, "run_name": r.run_name, "run_kind": r.run_kind,
         "batch_size": r.batch_size, "batch_size_effective": r.batch_size_effective,
         "cache_mode": r.cache_mode, "data_on_tmpfs": r.data_on_tmpfs,
         "step_s_steady": _r(r.step_s_steady, 4), "images_per_s": _r(r.images_per_s, 1),
@@ -182,7 +183,8 @@ def row_cells(v: Verdict) -> list[str]:
     reasons = ", ".join(codes) if codes else "—"
     if unjudged:
         reasons += f" (+{unjudged} not judged)"
-    return [r.label, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
+    name = f"{r.label} ({r.run_kind})" if r.run_kind == RUN_KIND_ULTRALYTICS else r.label
+    return [name, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
             _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"), mem,
             "—" if frac is None else pct(frac), "—" if r.best_map50 is None else pct(r.best_map50),
             "—" if r.eta_full_s is None else duration_text(r.eta_full_s), v.verdict, reasons]
@@ -269,7 +271,7 @@ def plot(d: Decision, series: dict, path: str) -> None:
         ax_m.axhline(lim, color="red", ls="--", lw=1)
         ax_m.text(0, lim, f" limit {lim:.0f} GiB ({pct(d.policy['max_memory_fraction'], 0)} of {total:.0f})",
                   color="red", va="bottom", fontsize=8)
-    ax_m.set(title="Memory used", xlabel="hours since run start", ylabel="GiB")
+    ax_m.set(title="Memory used", xlabel="hours since the first memory sample", ylabel="GiB")
     ax_s.set(title="Seconds per batch (warm-up shaded)", xlabel="batch", ylabel="s/batch")
     ys = [y for s in series.values() for _, y in s.get("step_s", []) if y and y > 0]
     if ys and max(ys) / min(ys) > 10:

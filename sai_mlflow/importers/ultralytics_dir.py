@@ -17,8 +17,6 @@ fingerprint and is imported as a new run.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import tempfile
 from pathlib import Path
@@ -26,48 +24,29 @@ from typing import Any
 
 from .. import keys as K
 from ..redact import redact_mapping, redacted_yaml_copy
-from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
-from ..ultralytics_args import cache_mode, param_text, train_imgsz
+from ..ultralytics_args import param_text
+from . import ultralytics_mapping as U
 from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
 
 
 def read_results(path: Path) -> list[dict[str, float]]:
-    """results.csv rows as {column: float}; headers stripped (older versions pad them)."""
-    rows = []
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ImportFailed(f"{path}: not UTF-8 text (byte {e.start}); not an Ultralytics results.csv") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in next(reader, [])]
-    if "epoch" not in header:
-        raise ImportFailed(f"{path}: no 'epoch' column; not an Ultralytics results.csv")
-    for line in reader:
-        if not line or not any(c.strip() for c in line):
-            continue
-        row = {}
-        for h, c in zip(header, line):
-            try:
-                row[h] = float(c)
-            except ValueError:
-                continue
-        if "epoch" in row:
-            rows.append(row)
-    return rows
+        return U.read_results(path)
+    except U.UltralyticsError as e:
+        raise ImportFailed(str(e)) from None
 
 
-def _digest_and_tmpfs(data: Any) -> tuple[str | None, bool | None]:
-    """The dataset digest and tmpfs flag, when args.yaml's data.yaml still resolves here."""
+def _digest(data: Any) -> str | None:
+    """The dataset digest, when args.yaml's data.yaml still resolves here."""
     if not data or not Path(str(data)).is_file():
-        return None, None
+        return None
     try:
         from ..data.audit import audit
 
-        a = audit(str(data), check_images=False)
-        return a.digest, a.on_tmpfs
+        return audit(str(data), check_images=False).digest
     except Exception:
-        return None, None
+        return None
 
 
 def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool = True) -> ImportResult:
@@ -102,58 +81,42 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
 
     # times: args.yaml is written when training starts; results.csv's `time` is seconds since then
     t0 = args_file.stat().st_mtime
-    times = [r.get("time") for r in rows]
-    have_time = bool(rows) and all(t is not None and math.isfinite(t) and t >= 0 for t in times)
+    times = U.cumulative_times(rows)
+    durations = U.epoch_durations(times) if times else []
     metrics: list[Metric] = []
 
     def add(key: str, value: float, t_s: float, step: int) -> None:
         if value is not None and math.isfinite(value):
             metrics.append(Metric(key, float(value), int(t_s * 1000), int(step)))
 
-    durations = []
-    prev = 0.0
     for i, r in enumerate(rows):
         ep = int(r["epoch"])
-        t_end = t0 + (r["time"] if have_time else i + 1)
+        t_end = t0 + (times[i] if times else i + 1)
         for col, v in r.items():
             key = K.ULTRALYTICS_METRIC_MAP.get(col)
             if key:
                 add(key, v, t_end, ep)
-        if have_time:
-            # a clock that goes back restarted (Ultralytics restarts it on --resume): that epoch took `time`
-            took = r["time"] - prev if r["time"] >= prev else r["time"]
-            durations.append(took)
-            add(K.EPOCH_DURATION_S, took, t_end, ep)
-            prev = r["time"]
+        if durations:
+            add(K.EPOCH_DURATION_S, durations[i], t_end, ep)
 
-    batch = args.get("batch")
-    batch = int(batch) if isinstance(batch, (int, float)) and batch >= 1 else None
-    planned = int(args["epochs"]) if isinstance(args.get("epochs"), (int, float)) else None
-    maps = [r[c] for r in rows for c in ("metrics/mAP50(B)",) if c in r]
-    maps95 = [r[c] for r in rows for c in ("metrics/mAP50-95(B)",) if c in r]
+    planned = U.planned_epochs(args)
+    maps = [r[U.RESULTS_MAP50] for r in rows if U.RESULTS_MAP50 in r]
+    maps95 = [r[U.RESULTS_MAP50_95] for r in rows if U.RESULTS_MAP50_95 in r]
     summary = compute_summary(SummaryInputs(map50=maps, map50_95=maps95, epochs_completed=len(rows),
                                             epochs_planned=planned))
     summary.pop(K.SUMMARY_WARMUP_BATCHES, None)  # no per-batch data: a 0 here would be a guess
-    if durations and planned:
-        summary[K.SUMMARY_ETA_FULL_S] = planned * median(durations)
-    t_last = t0 + (rows[-1]["time"] if have_time and rows else 0.0)
+    eta = U.projected_time_s(durations, planned)
+    if eta is not None:
+        summary[K.SUMMARY_ETA_FULL_S] = eta
+    t_last = t0 + (times[-1] if times else 0.0)
     for key, v in summary.items():
         add(key, v, t_last, 0)
 
-    digest, on_tmpfs = _digest_and_tmpfs(args.get("data"))
-    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_SOURCE: str(d.resolve())}  # the fingerprint is set last
-    if batch:
-        tags[K.TAG_BATCH_SIZE] = str(batch)
-    tags[K.TAG_CACHE_MODE] = cache_mode(args.get("cache"))
-    if args.get("model"):
-        tags[K.TAG_MODEL] = Path(str(args["model"])).name
-    imgsz = train_imgsz(args.get("imgsz"))
-    if imgsz:
-        tags[K.TAG_IMGSZ] = str(imgsz)
+    # the fingerprint is set last (atomic_run): a failed import leaves none behind
+    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_SOURCE: str(d.resolve()), **U.identity_tags(args)}
+    digest = _digest(args.get("data"))
     if digest:
         tags[K.TAG_DATASET_DIGEST] = digest
-    if on_tmpfs is not None:
-        tags[K.TAG_DATA_ON_TMPFS] = str(on_tmpfs).lower()
     params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in args.items()})
     if len(params) != len(args):
         raise ImportFailed(f"{args_file}: two argument names become the same MLflow key "

@@ -124,7 +124,8 @@ def log_detector_model(client_or_uri, run_id: str, weights_path: str | Path, nam
 
 
 def find_run_model(client, run) -> str:
-    """The model uri of `run`'s newest READY logged model (else a `model/` artifact dir); ModelNotFound."""
+    """The model uri of `run`'s newest READY logged model (else a `model/` artifact dir, else the
+    `weights/best.pt` Ultralytics' own callback uploads); ModelNotFound."""
     from mlflow.entities import LoggedModelStatus
 
     run_id = run.info.run_id
@@ -150,6 +151,12 @@ def find_run_model(client, run) -> str:
     try:
         if any(Path(f.path).name == "MLmodel" for f in client.list_artifacts(run_id, MODEL_NAME)):
             return f"runs:/{run_id}/{MODEL_NAME}"
+        # a run logged by Ultralytics' own MLflow callback: its model is the best.pt it uploaded
+        from ..importers.ultralytics_mapping import BEST_WEIGHTS
+
+        folder, _, name = BEST_WEIGHTS.rpartition("/")
+        if any(Path(f.path).name == name for f in client.list_artifacts(run_id, folder)):
+            return f"runs:/{run_id}/{BEST_WEIGHTS}"
     except Exception:
         pass
     raise ModelNotFound(f"run {run_id} has no logged model (log one with sai_mlflow.model.log_detector_model, "
