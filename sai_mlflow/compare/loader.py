@@ -8,7 +8,8 @@ tells how far the per-epoch mAP50 got and how many memory samples exist, so
 - the steady-state half of `memory/used_gib`, sampled to at most `MEMORY_POINTS` points in SQL
   (MLflow's `get_metric_history_bulk_interval`), for runs long enough to judge a leak.
 Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
-experiment listing (they are a few batches long) unless named by id.
+experiment listing (they are a few batches long) unless named by id, and so are `decision` runs
+(compare-runs' own reports).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
         token = page.token
         if not token:
             break
-    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != "probe"]
+    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) not in ("probe", K.RUN_KIND_DECISION)]
     if not runs:
         what = f" matching {filter_string!r}" if filter_string else ""
         raise InputError(f"experiment '{experiment}' has no runs{what}")
@@ -107,6 +108,7 @@ def record_from_run(run) -> RunRecord:
         run_name=run.info.run_name,
         status=run.info.status,
         run_kind=tags.get(K.TAG_RUN_KIND),
+        experiment_id=run.info.experiment_id,
         model=tags.get(K.TAG_MODEL),
         imgsz=_int(tags.get(K.TAG_IMGSZ)),
         dataset_digest=tags.get(K.TAG_DATASET_DIGEST),

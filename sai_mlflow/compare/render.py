@@ -8,7 +8,7 @@ from typing import Any
 
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
-    REJECT, REJECTED, Decision, RunRecord, Verdict, hours, map_drop, pct,
+    REJECT, REJECTED, WARN, Decision, RunRecord, Verdict, hours, map_drop, pct,
 )
 
 VERDICT_STYLE = {RECOMMENDED: "bold green", ACCEPTABLE: "green", REJECTED: "red", NOT_COMPARABLE: "dim"}
@@ -57,7 +57,7 @@ def to_json(d: Decision) -> str:
 
 # --- words ----------------------------------------------------------------------------------------
 
-def _describe(v: Verdict, all_v: Sequence[Verdict]) -> str:
+def describe_run(v: Verdict, all_v: Sequence[Verdict]) -> str:
     def base(x: Verdict) -> str:
         r = x.record
         b = r.batch_size_effective or r.batch_size
@@ -104,13 +104,13 @@ def verdict_paragraph(d: Decision) -> str:
     text: list[str] = []
     if d.recommended is not None:
         rec = d.recommended
-        desc = _describe(rec, vs)
+        desc = describe_run(rec, vs)
         eta = rec.record.eta_full_s
         faster = [v for v in rejected if eta is not None and v.record.eta_full_s is not None
                   and v.record.eta_full_s < eta]
         head = f"Recommended: {desc}"
         if faster:
-            why = "; ".join(f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
+            why = "; ".join(f"{describe_run(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
             fastest = min(faster, key=lambda v: v.record.eta_full_s)
             cost = eta - fastest.record.eta_full_s
             head += (f", because {why}; cost: +{hours(cost)} "
@@ -123,14 +123,14 @@ def verdict_paragraph(d: Decision) -> str:
         others = [v for v in rejected if v not in faster]
         if others:
             text.append("Also rejected: " + "; ".join(
-                f"{_describe(v, vs)} ({_join(_phrase(v, d.policy))})" for v in others) + ".")
+                f"{describe_run(v, vs)} ({_join(_phrase(v, d.policy))})" for v in others) + ".")
         acc = [v for v in members if v.verdict == ACCEPTABLE]
         if acc:
-            text.append(f"Acceptable but slower: {', '.join(_describe(v, vs) for v in acc)}.")
+            text.append(f"Acceptable but slower: {', '.join(describe_run(v, vs) for v in acc)}.")
     else:
         if rejected:
             text.append("No run is acceptable: " + "; ".join(
-                f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in rejected) + ".")
+                f"{describe_run(v, vs)} {_join(_phrase(v, d.policy))}" for v in rejected) + ".")
         else:
             text.append("No run is acceptable.")
     nc = [v for v in vs if v.verdict == NOT_COMPARABLE]
@@ -144,6 +144,22 @@ def verdict_paragraph(d: Decision) -> str:
                     f"({d.limit_gib:.1f} GiB): {d.suggested_batch} (fit of peak memory over batches "
                     f"{', '.join(str(b) for b in d.fit.batches)}{far}).")
     return " ".join(text)
+
+
+def verdict_line(v: Verdict, d: Decision) -> str:
+    """One line for one run (its MLflow description): the verdict and, in plain words, why."""
+    desc, eta = describe_run(v, d.verdicts), v.record.eta_full_s
+    proj = f", {hours(eta)} projected" if eta is not None else ""
+    warns = [x.code for x in v.reasons if x.severity == WARN]
+    warn = f"; warnings: {', '.join(warns)}" if warns else ""
+    if v.verdict == RECOMMENDED:
+        return f"Recommended: {desc}{proj}, the fastest run that passes every reject rule{warn}."
+    if v.verdict == ACCEPTABLE:
+        rec = describe_run(d.recommended, d.verdicts) if d.recommended is not None else "none"
+        return f"Acceptable: {desc}{proj}, slower than the recommended {rec}{warn}."
+    if v.verdict == REJECTED:
+        return f"Rejected: {desc} {_join(_phrase(v, d.policy) or ['fails a reject rule'])}{warn}."
+    return f"Not comparable: {desc} differs from the group judged in model, imgsz, dataset or GPU."
 
 
 # --- table / markdown -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class ImportResult:
     run_name: str
     experiment: str
     action: str  # "imported" | "already imported"
+    experiment_id: str = "0"  # for the printed link into the UI
 
 
 def fingerprint(*parts: bytes | str) -> str:

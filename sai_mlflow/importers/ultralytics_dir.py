@@ -111,7 +111,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     old = find_imported(client, exp_id, fp)
     name = args.get("name") or d.name
     if old is not None:
-        return ImportResult(old.info.run_id, old.info.run_name, experiment, "already imported")
+        return ImportResult(old.info.run_id, old.info.run_name, experiment, "already imported", exp_id)
 
     # times: args.yaml is written when training starts; results.csv's `time` is seconds since then
     t0 = args_file.stat().st_mtime
@@ -182,7 +182,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
             client.log_artifact(rid, str(w), artifact_path="weights")
     end = max(t_last, csv_file.stat().st_mtime if csv_file.is_file() else t0)
     client.set_terminated(rid, "FINISHED", end_time=int(end * 1000))
-    return ImportResult(rid, str(name), experiment, "imported")
+    return ImportResult(rid, str(name), experiment, "imported", exp_id)
 
 
 __all__ = ["import_run_dir", "read_results"]
