@@ -36,6 +36,8 @@ class TrackingSection(Strict):
     publish_interval_s: float = Field(5.0, gt=0, le=600, description="how often points are shipped to MLflow")
     final_flush_timeout_s: float = Field(10.0, gt=0, le=600, description="longest wait for the store at the end")
     log_model: bool = Field(True, description="log best.pt as an MLflow pyfunc model at the end")
+    system_metrics: bool = Field(True, description="MLflow's system metrics (CPU, RAM, disk, network, GPU) as system/*")
+    system_metrics_interval_s: float = Field(10.0, gt=0, le=600, description="system metrics sample period")
 
 
 class SyntheticSection(Strict):

@@ -23,6 +23,8 @@ from .tracking.publisher import Publisher
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
 from .tracking.spool import SpoolingSink
+from .compare.policy import memory_limit_fraction
+from .tracking.context import source_tags
 from .tracking.store import get_or_create_experiment, make_client, probe
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
@@ -50,6 +52,11 @@ def imgsz_int(imgsz) -> int:
     return int(imgsz)
 
 
+def dataset_name(audit) -> str:
+    """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder."""
+    return Path(audit.data_yaml).parent.name or "dataset"
+
+
 def report(msg: str) -> None:
     from ultralytics.utils import LOGGER
 
@@ -66,9 +73,12 @@ class RunTracker:
         self.clock = BatchClock()
         self.client = None
         self.run_id = ""
+        self.experiment_id = ""
         self.resumed = False
         self.existing_params: dict[str, str] = {}
         self.mem_offset = 0
+        self.system_offset = 0
+        self.setup_tags: dict[str, str] = {}
         self.window_index = 0
         self.requested_batch: int | None = None
         self.batches_per_epoch: int | None = None
@@ -85,9 +95,11 @@ class RunTracker:
         self._batch_cursor = 0
         self._mem_cursor = 0
         self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
+        self.limit_fraction = memory_limit_fraction()
         self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
+        self.system = self._start_system_metrics()
         self.publisher = Publisher(
-            self.sink, [self._collect_batches, self._collect_memory],
+            self.sink, [self._collect_batches, self._collect_memory, self._collect_system],
             interval_s=self.settings.publish_interval_s, report=report,
         ).start()
 
@@ -101,10 +113,10 @@ class RunTracker:
         if not run_id:
             try:
                 self.client = make_client(s.tracking_uri)
-                exp_id = get_or_create_experiment(self.client, s.experiment)
+                exp_id = self.experiment_id = get_or_create_experiment(self.client, s.experiment)
                 run_id = self.client.create_run(
                     exp_id, run_name=s.run_name or trainer.args.name,
-                    tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
+                    tags=source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}),
                 ).info.run_id
             except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
                 self.client = None
@@ -113,6 +125,7 @@ class RunTracker:
         else:  # attach (DDP worker, --resume): the run must be reachable, steps continue from the store
             self.client = make_client(s.tracking_uri)
             run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
+            self.experiment_id = run.info.experiment_id
             self.resumed = bool(trainer.args.resume)
             self.existing_params = dict(run.data.params)
             sink = self._spooling_sink(run_id)
@@ -137,7 +150,7 @@ class RunTracker:
         run_file.write_text(self.run_id + "\n")
         return SpoolingSink(None, self.run_id, report=report, meta={
             "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
+            "tags": source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage})})
 
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
@@ -155,6 +168,19 @@ class RunTracker:
         self.clock.offset = next_step(K.BATCH_STEP_S)
         self.mem_offset = next_step(K.MEMORY_USED_GIB)
         self.window_index = next_step(K.MEMORY_WINDOW_PEAK_GIB)
+        self.system_offset = next_step(K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage")
+
+    def _start_system_metrics(self):
+        """MLflow's system metrics (telemetry/system.py) unless `tracking.system_metrics` is off."""
+        if not self.settings.system_metrics:
+            return None
+        try:
+            from .telemetry.system import SystemSampler
+
+            return SystemSampler(self.settings.system_metrics_interval_s, self.system_offset).start()
+        except Exception as e:
+            report(f"sai_mlflow: MLflow's system metrics are off for this run ({type(e).__name__}: {e})")
+            return None
 
     # --- collectors (publisher thread) --------------------------------------------------------------
     def _collect_batches(self) -> Batch:
@@ -180,9 +206,17 @@ class RunTracker:
             return Batch()
         new = samples[start:n]
         pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(new)]
+        total = self.monitor.sampler.total_gib
+        if total:  # reference lines at the same steps: MLflow's own memory panel then shows the limit
+            for i, (ts, _) in enumerate(new):
+                pts.append((K.MEMORY_TOTAL_GIB, total, ts, self.mem_offset + start + i))
+                pts.append((K.MEMORY_LIMIT_GIB, total * self.limit_fraction, ts, self.mem_offset + start + i))
         pts.append((K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index))
         self.window_index += 1
         return Batch(metrics=pts)
+
+    def _collect_system(self) -> Batch:
+        return Batch(metrics=self.system.drain()) if self.system is not None else Batch()
 
     # --- setup ------------------------------------------------------------------------------------
     def on_setup_done(self, trainer) -> None:
@@ -212,6 +246,7 @@ class RunTracker:
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
         }
         self.publisher.put(Batch(params=params, tags=tags))
+        self.setup_tags = tags
         data_yaml = args.get("data")
         self.audit = self.audit or getattr(trainer, "sai_audit", None)  # a preflight may have audited already
         if self.audit is not None:
@@ -236,7 +271,7 @@ class RunTracker:
             try:
                 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-                ds = Dataset(name=Path(a.data_yaml).parent.name or "dataset", digest=a.digest,
+                ds = Dataset(name=dataset_name(a), digest=a.digest,
                              source_type="local", source=a.data_yaml)
                 self.client.log_inputs(self.run_id, datasets=[DatasetInput(
                     ds, tags=[InputTag("mlflow.data.context", "train")])])
@@ -318,18 +353,22 @@ class RunTracker:
     def finish(self, trainer, status: str | None) -> bool:
         """Stop sampling, log the closing artifacts, ship everything (bounded wait). True if all arrived."""
         self.monitor.stop()
+        if self.system is not None:
+            self.system.stop()
         save_dir = Path(trainer.save_dir)
         try:
             from .run_artifacts import write_batch_table, write_memory_timeline
 
             table = write_batch_table(save_dir / "batch_timings.csv", self.clock)
             self.publisher.put_artifact(str(table))
-            png = write_memory_timeline(save_dir / "memory_timeline.png", self.monitor.samples,
+            png = write_memory_timeline(save_dir / K.ARTIFACT_MEMORY_TIMELINE, self.monitor.samples,
                                         self.monitor.sampler.total_gib, self.monitor.sampler.source)
             if png:
                 self.publisher.put_artifact(str(png))
         except Exception as e:
             report(f"sai_mlflow: could not write the run's tables/plots ({e})")
+        if self.last_train_epoch:
+            self._write_run_report(trainer, save_dir)
         for name in ("results.csv", "args.yaml"):
             if (save_dir / name).is_file():
                 self.publisher.put_artifact(str(save_dir / name))
@@ -347,12 +386,35 @@ class RunTracker:
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
+    def _write_run_report(self, trainer, save_dir: Path) -> None:
+        """The run's own summary.md and run_plot.png (run_artifacts.py), beside memory_timeline.png."""
+        try:
+            from .run_artifacts import RunFacts, write_run_report
+
+            rows = list(self.clock.rows)
+            t0 = self.monitor.samples[0][0] if self.monitor.samples else 0
+            facts = RunFacts(
+                run_id=self.run_id, run_name=self.settings.run_name or str(trainer.args.name),
+                batch_size=self.requested_batch, batch_size_effective=int(trainer.batch_size),
+                summary=self._summary(trainer, self.last_train_epoch),
+                step_s=[(self.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
+                memory=[((ts - t0) / 1000.0, g) for ts, g in self.monitor.samples],
+                map50=self.map50, memory_source=self.monitor.sampler.source,
+                cache_mode=self.setup_tags.get(K.TAG_CACHE_MODE),
+                data_on_tmpfs={"true": True, "false": False}.get(self.setup_tags.get(K.TAG_DATA_ON_TMPFS, "")))
+            for path in write_run_report(save_dir, facts, self.limit_fraction):
+                self.publisher.put_artifact(str(path))
+        except Exception as e:
+            report(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
+
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
         if not (self.settings.log_model and self.client is not None and best.is_file()):
             return
-        from .model import log_detector_model
+        from .model import log_detector_model, model_name_for
+
+        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}
 
         try:
             probe(self.settings.tracking_uri)
@@ -362,7 +424,10 @@ class RunTracker:
 
         def work() -> None:
             try:
-                log_detector_model(self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz))
+                log_detector_model(
+                    self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz),
+                    name=model_name_for(self.settings.run_name or str(trainer.args.name)), metrics=summary,
+                    dataset=(dataset_name(self.audit), self.audit.digest) if self.audit is not None else None)
             except Exception as e:
                 report(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
 

@@ -238,8 +238,10 @@ def to_markdown(d: Decision) -> str:
 
 # --- plot -----------------------------------------------------------------------------------------
 
-def plot(d: Decision, series: dict, path: str) -> None:
-    """Memory timelines with the limit line, s/batch over batches with warm-up shaded, mAP50 per epoch."""
+def plot(d: Decision, series: dict, path: str, title: str | None = None) -> None:
+    """Memory timelines with the limit line, s/batch over batches with warm-up shaded, mAP50 per epoch.
+
+    Also a single run's own plot (run_artifacts.py): one verdict, so labels leave it out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,7 +253,7 @@ def plot(d: Decision, series: dict, path: str) -> None:
     for i, v in enumerate(d.verdicts):
         r, c = v.record, colors[i % len(colors)]
         s = series.get(r.run_id, {})
-        label = f"{r.label} ({v.verdict})"
+        label = r.label if len(d.verdicts) == 1 else f"{r.label} ({v.verdict})"
         lw = 2.5 if v.verdict == RECOMMENDED else 1.2
         if s.get("memory"):
             ax_m.plot(*zip(*s["memory"]), color=c, lw=lw, label=label)
@@ -281,6 +283,8 @@ def plot(d: Decision, series: dict, path: str) -> None:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data recorded", transform=ax.transAxes, ha="center", color="gray")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -19,6 +19,8 @@ _ENV = {
     "publish_interval_s": "SAI_MLFLOW_PUBLISH_INTERVAL_S",
     "final_flush_timeout_s": "SAI_MLFLOW_FLUSH_TIMEOUT_S",
     "log_model": "SAI_MLFLOW_LOG_MODEL",
+    "system_metrics": "SAI_MLFLOW_SYSTEM_METRICS",
+    "system_metrics_interval_s": "SAI_MLFLOW_SYSTEM_METRICS_INTERVAL_S",
 }
 
 
@@ -33,6 +35,8 @@ class TrackingSettings:
     publish_interval_s: float = 5.0
     final_flush_timeout_s: float = 10.0
     log_model: bool = True
+    system_metrics: bool = True  # MLflow's system/* metrics (CPU, RAM, disk, network, GPU)
+    system_metrics_interval_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":
