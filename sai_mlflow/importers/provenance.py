@@ -101,7 +101,8 @@ def description(path: str | Path, index: int, spec) -> str:
         if v is None or not n:
             continue
         note = _comment(lines, n)
-        cited.append(f"- {label}: {_show(v)} (line {n}{f': \"{note}\"' if note else ''})")
+        quoted = f': "{note}"' if note else ""
+        cited.append(f"- {label}: {_show(v)} (line {n}{quoted})")
     for key, values in spec.epochs.items():
         n = own.get(f"epochs.{key}") or defaults.get(f"epochs.{key}")
         shown = ", ".join("—" if x is None else f"{x:g}" for x in values)
