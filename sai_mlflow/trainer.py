@@ -18,6 +18,7 @@ from ultralytics.utils import callbacks as ul_callbacks
 
 from .keys import ENV_RUN_ID
 from .tracker import RunTracker, report
+from .tracking.context import source_tags
 from .tracking.settings import TrackingSettings
 from .tracking.store import get_or_create_experiment, make_client
 
@@ -124,7 +125,8 @@ class TrackedDetectionTrainer(DetectionTrainer):
             client = make_client(s.tracking_uri)
             if not s.run_id:
                 exp = get_or_create_experiment(client, s.experiment)
-                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name).info.run_id
+                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name,
+                                             tags=source_tags()).info.run_id
                 os.environ[ENV_RUN_ID] = s.run_id
             return client, s.run_id
         except Exception as e:
