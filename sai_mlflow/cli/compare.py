@@ -78,7 +78,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         from ..ui_links import run_url
 
         exp_id = records[0].experiment_id if run_ids else get_or_create_experiment(client, exp)
-        rid = write_report(client, decision, exp_id, links["ui"], series, {"links": _public(links)})
+        try:
+            rid = write_report(client, decision, exp_id, links["ui"], series, {"links": _public(links)})
+        except Exception as e:  # a read-only or failing store: say so in one line, no traceback
+            raise UsageError(f"could not log the decision run ({type(e).__name__}: {str(e)[:300]})") from None
         links["decision_run"] = run_url(links["ui"], exp_id, rid)
 
     if fmt == "json":
@@ -103,7 +106,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         from ..compare.publish import tag_runs as write_tags
         from ..keys import TAG_REASONS, TAG_VERDICT
 
-        n = write_tags(client, decision, links.get("decision_run"))
+        try:
+            n = write_tags(client, decision, links.get("decision_run"))
+        except Exception as e:
+            raise UsageError(f"could not write the verdict tags ({type(e).__name__}: {str(e)[:300]})") from None
         click.echo(f"tagged {n} runs ({TAG_VERDICT}, {TAG_REASONS}, description)", err=True)
     if log_report:
         click.echo(f"decision run logged: {links['decision_run']}", err=True)
