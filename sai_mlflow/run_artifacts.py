@@ -94,7 +94,7 @@ def _one_run_decision(facts: RunFacts, limit_fraction: float):
 
 def summary_markdown(facts: RunFacts, decision) -> str:
     """The run's figures with their units, and what the policy says of it alone (no comparison)."""
-    from .compare.decision import INFO, hours
+    from .compare.decision import INFO, duration_text
 
     s = facts.summary
 
@@ -114,7 +114,7 @@ def summary_markdown(facts: RunFacts, decision) -> str:
         ("best mAP50 / mAP50-95", f(K.SUMMARY_BEST_MAP50, ".1f", " %", 100) + " / " + f(K.SUMMARY_BEST_MAP50_95, ".1f", " %", 100)),
         ("epochs completed / planned", f(K.SUMMARY_EPOCHS_COMPLETED, ".0f") + " / " + f(K.SUMMARY_EPOCHS_PLANNED, ".0f")),
         ("batches per epoch", f(K.SUMMARY_BATCHES_PER_EPOCH, ".0f")),
-        ("projected time for all planned epochs", "—" if eta is None else f"{hours(eta)} ({eta / 3600:.2f} h)"),
+        ("projected time for all planned epochs", "—" if eta is None else f"{duration_text(eta)} ({eta / 3600:.2f} h)"),
     ]
     v = decision.verdicts[0]
     judged = [f"- `{x.code}` [{x.severity}]: {x.message}" for x in v.reasons if x.severity != INFO]

@@ -14,18 +14,19 @@ from pathlib import Path
 
 from . import keys as K
 from .env_info import environment_params
+from .log import warn
 from .telemetry.clock import BatchClock
+from .telemetry.epoch import EpochInputs, epoch_metrics
 from .telemetry.memory import sampler_for, torch_peaks_gib
 from .telemetry.monitor import MemoryMonitor
-from .telemetry.stats import median
 from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
+from .tracking.run_open import open_run
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
-from .tracking.spool import SpoolingSink
 from .compare.policy import memory_limit_fraction
-from .tracking.context import source_tags
-from .tracking.store import get_or_create_experiment, make_client, probe
+from .tracking.store import probe
+from .ultralytics_args import cache_mode, train_imgsz
 
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
@@ -36,31 +37,9 @@ def redact(params: dict) -> dict[str, str]:
     return {k: (REDACTED if SECRET_RE.search(k) else str(v)) for k, v in params.items()}
 
 
-def cache_mode(cache) -> str:
-    """Ultralytics `cache` -> the contract's none/ram/disk."""
-    if cache is True or str(cache).lower() in ("true", "ram"):
-        return "ram"
-    if str(cache).lower() == "disk":
-        return "disk"
-    return "none"
-
-
-def imgsz_int(imgsz) -> int:
-    """Ultralytics trains a list imgsz at its largest side (square letterbox/mosaic)."""
-    if isinstance(imgsz, list | tuple):
-        return int(max(imgsz))
-    return int(imgsz)
-
-
 def dataset_name(audit) -> str:
     """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder."""
     return Path(audit.data_yaml).parent.name or "dataset"
-
-
-def report(msg: str) -> None:
-    from ultralytics.utils import LOGGER
-
-    LOGGER.warning(msg)
 
 
 class RunTracker:
@@ -71,15 +50,6 @@ class RunTracker:
         self.disabled = False
         self._failed_hooks: set[str] = set()
         self.clock = BatchClock()
-        self.client = None
-        self.run_id = ""
-        self.experiment_id = ""
-        self.resumed = False
-        self.existing_params: dict[str, str] = {}
-        self.mem_offset = 0
-        self.system_offset = 0
-        self.setup_tags: dict[str, str] = {}
-        self.window_index = 0
         self.requested_batch: int | None = None
         self.batches_per_epoch: int | None = None
         self.epoch_rows_start = 0
@@ -94,92 +64,38 @@ class RunTracker:
         self.audit = getattr(trainer, "sai_audit", None)
         self._batch_cursor = 0
         self._mem_cursor = 0
-        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
-        self.limit_fraction = memory_limit_fraction()
-        self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
-        self.system = self._start_system_metrics()
+        self.window_index = 0
+        self.mem_offset = 0
+        self.setup_tags: dict[str, str] = {}
+        self.limit_fraction = memory_limit_fraction()  # drawn as memory/limit_gib: the limit compare-runs judges by
+        system_offset = 0
+        if sink is not None:  # tests: an in-memory sink, no store
+            self.client, self.run_id, self.sink, self.experiment_id = None, "", sink, ""
+            self.resumed, self.existing_params = False, {}
+        else:  # may raise (caller: tracking off); nothing is started before it
+            opened = open_run(trainer, self.settings)
+            self.client, self.run_id, self.sink = opened.client, opened.run_id, opened.sink
+            self.experiment_id = opened.experiment_id
+            self.resumed, self.existing_params = opened.resumed, opened.existing_params
+            self.clock.offset, self.mem_offset, self.window_index, system_offset = opened.next_steps
+        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s,
+                                     report=warn).start()
+        self.system = self._start_system_metrics(system_offset)
         self.publisher = Publisher(
             self.sink, [self._collect_batches, self._collect_memory, self._collect_system],
-            interval_s=self.settings.publish_interval_s, report=report,
+            interval_s=self.settings.publish_interval_s, report=warn,
         ).start()
 
-    # --- run resolution ---------------------------------------------------------------------------
-    def _open_mlflow_run(self, trainer) -> Sink:
-        s = self.settings
-        run_file = Path(trainer.wdir) / K.RUN_ID_FILE
-        run_id = s.run_id
-        if not run_id and trainer.args.resume and run_file.is_file():
-            run_id = run_file.read_text().strip()
-        if not run_id:
-            try:
-                self.client = make_client(s.tracking_uri)
-                exp_id = self.experiment_id = get_or_create_experiment(self.client, s.experiment)
-                run_id = self.client.create_run(
-                    exp_id, run_name=s.run_name or trainer.args.name,
-                    tags=source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}),
-                ).info.run_id
-            except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
-                self.client = None
-                return self._offline_sink(trainer, e, run_file)
-            sink = self._spooling_sink(run_id)
-        else:  # attach (DDP worker, --resume): the run must be reachable, steps continue from the store
-            self.client = make_client(s.tracking_uri)
-            run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
-            self.experiment_id = run.info.experiment_id
-            self.resumed = bool(trainer.args.resume)
-            self.existing_params = dict(run.data.params)
-            sink = self._spooling_sink(run_id)
-            if self.resumed:
-                sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
-                self._continue_steps(run_id)
-            if run.info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-        self.run_id = run_id
-        run_file.parent.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(run_id + "\n")
-        return sink
-
-    def _offline_sink(self, trainer, error: Exception, run_file: Path) -> Sink:
-        from .tracking.spool import new_local_run_id
-
-        s = self.settings
-        self.run_id = new_local_run_id()
-        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
-               f"training continues and the run is spooled locally as {self.run_id}")
-        run_file.parent.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(self.run_id + "\n")
-        return SpoolingSink(None, self.run_id, report=report, meta={
-            "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage})})
-
-    def _spooling_sink(self, run_id: str) -> Sink:
-        """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
-        s = self.settings
-        return SpoolingSink(self.client, run_id, report=report,
-                            drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
-                            meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
-                                  "run_name": s.run_name})
-
-    def _continue_steps(self, run_id: str) -> None:
-        """On resume, steps go on from what the store holds: strictly increasing, no overlap."""
-        def next_step(key: str) -> int:
-            return max((m.step for m in self.client.get_metric_history(run_id, key)), default=-1) + 1
-
-        self.clock.offset = next_step(K.BATCH_STEP_S)
-        self.mem_offset = next_step(K.MEMORY_USED_GIB)
-        self.window_index = next_step(K.MEMORY_WINDOW_PEAK_GIB)
-        self.system_offset = next_step(K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage")
-
-    def _start_system_metrics(self):
+    def _start_system_metrics(self, step_offset: int):
         """MLflow's system metrics (telemetry/system.py) unless `tracking.system_metrics` is off."""
         if not self.settings.system_metrics:
             return None
         try:
             from .telemetry.system import SystemSampler
 
-            return SystemSampler(self.settings.system_metrics_interval_s, self.system_offset).start()
+            return SystemSampler(self.settings.system_metrics_interval_s, step_offset).start()
         except Exception as e:
-            report(f"sai_mlflow: MLflow's system metrics are off for this run ({type(e).__name__}: {e})")
+            warn(f"sai_mlflow: MLflow's system metrics are off for this run ({type(e).__name__}: {e})")
             return None
 
     # --- collectors (publisher thread) --------------------------------------------------------------
@@ -240,7 +156,7 @@ class RunTracker:
             K.TAG_DATA_ON_TMPFS: str(on_tmpfs).lower(),
             K.TAG_GPU: self.monitor.sampler.name,
             K.TAG_MODEL: Path(str(args.get("model"))).name,
-            K.TAG_IMGSZ: str(imgsz_int(args.get("imgsz"))),
+            K.TAG_IMGSZ: str(train_imgsz(args.get("imgsz"))),
             K.TAG_STAGE: self.settings.stage,
             K.TAG_RUN_KIND: "train",
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
@@ -262,7 +178,7 @@ class RunTracker:
             self.audit = audit(data_yaml, check_images=True)
             self._publish_audit(self.audit)
         except Exception as e:
-            report(f"sai_mlflow: dataset audit of {data_yaml} failed ({e}); data.* params and dataset_digest not logged")
+            warn(f"sai_mlflow: dataset audit of {data_yaml} failed ({e}); data.* params and dataset_digest not logged")
 
     def _publish_audit(self, a) -> None:
         params = {k: v for k, v in a.as_params().items() if k not in self.existing_params}
@@ -276,7 +192,7 @@ class RunTracker:
                 self.client.log_inputs(self.run_id, datasets=[DatasetInput(
                     ds, tags=[InputTag("mlflow.data.context", "train")])])
             except Exception as e:
-                report(f"sai_mlflow: could not log the dataset input ({e})")
+                warn(f"sai_mlflow: could not log the dataset input ({e})")
 
     def on_train_start(self, trainer) -> None:
         self.batches_per_epoch = len(trainer.train_loader)
@@ -303,28 +219,18 @@ class RunTracker:
         ts = int(now * 1000)
         validated = bool(trainer.args.val) or epoch >= trainer.epochs or getattr(trainer, "stop", False) \
             or getattr(getattr(trainer, "stopper", None), "possible_stop", False)
-        values: dict[str, float] = {}
-        for name, v in trainer.label_loss_items(trainer.tloss, prefix="train").items():
-            values[name] = float(v)
-        if validated:
-            for name, v in (trainer.metrics or {}).items():
-                if name in K.ULTRALYTICS_METRIC_MAP:
-                    values[K.ULTRALYTICS_METRIC_MAP[name]] = float(v)
-        for name, v in (getattr(trainer, "lr", None) or {}).items():
-            values[name] = float(v)
-        values[K.EPOCH_TRAIN_PEAK_GIB] = self.train_peak
-        values[K.EPOCH_VAL_PEAK_GIB] = val_peak
-        peaks = torch_peaks_gib(trainer.device)
-        if peaks:
-            values[K.EPOCH_TORCH_RESERVED_PEAK_GIB], values[K.EPOCH_TORCH_ALLOCATED_PEAK_GIB] = peaks
-        rows = self.clock.rows[self.epoch_rows_start:]
-        if rows:
-            values[K.EPOCH_STEP_S_MEDIAN] = median([w + c for w, c, _ in rows])
         duration = now - self.epoch_wall_start
         self.epoch_seconds.append(duration)
         self.val_seconds.append(now - self.val_wall_start)
-        values[K.EPOCH_DURATION_S] = duration
-        values[K.EPOCH_ETA_S] = max(0, trainer.epochs - epoch) * (sum(self.epoch_seconds) / len(self.epoch_seconds))
+        values = epoch_metrics(EpochInputs(
+            epoch=epoch, epochs_planned=int(trainer.epochs),
+            losses=trainer.label_loss_items(trainer.tloss, prefix="train"),
+            val_metrics=(trainer.metrics or {}) if validated else None,
+            lr=getattr(trainer, "lr", None) or {},
+            train_peak_gib=self.train_peak, val_peak_gib=val_peak, torch_peaks_gib=torch_peaks_gib(trainer.device),
+            step_s=[w + c for w, c, _ in self.clock.rows[self.epoch_rows_start:]],
+            duration_s=duration, epoch_durations_s=self.epoch_seconds,
+        ))
         if K.VAL_MAP50 in values:
             self.map50.append(values[K.VAL_MAP50])
         if K.VAL_MAP50_95 in values:
@@ -366,7 +272,7 @@ class RunTracker:
             if png:
                 self.publisher.put_artifact(str(png))
         except Exception as e:
-            report(f"sai_mlflow: could not write the run's tables/plots ({e})")
+            warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
         if self.last_train_epoch:
             self._write_run_report(trainer, save_dir)
         for name in ("results.csv", "args.yaml"):
@@ -382,7 +288,7 @@ class RunTracker:
             self._log_model(trainer)
         complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
         if not complete:
-            report(f"sai_mlflow: the tracking store did not take everything within "
+            warn(f"sai_mlflow: the tracking store did not take everything within "
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
@@ -405,7 +311,7 @@ class RunTracker:
             for path in write_run_report(save_dir, facts, self.limit_fraction):
                 self.publisher.put_artifact(str(path))
         except Exception as e:
-            report(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
+            warn(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
 
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
@@ -419,26 +325,26 @@ class RunTracker:
         try:
             probe(self.settings.tracking_uri)
         except ConnectionError as e:
-            report(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
+            warn(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
             return
 
         def work() -> None:
             try:
                 log_detector_model(
-                    self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz),
+                    self.client, self.run_id, best, trainer.data["names"], train_imgsz(trainer.args.imgsz),
                     name=model_name_for(self.settings.run_name or str(trainer.args.name)), metrics=summary,
                     dataset=(dataset_name(self.audit), self.audit.digest) if self.audit is not None else None)
             except Exception as e:
-                report(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
+                warn(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
 
         worker = threading.Thread(target=work, name="sai-log-model", daemon=True)
         worker.start()
         worker.join(timeout=max(30.0, self.settings.final_flush_timeout_s))
         if worker.is_alive():
-            report("sai_mlflow: logging the model is taking too long (store slow or down); it was not waited for")
+            warn("sai_mlflow: logging the model is taking too long (store slow or down); it was not waited for")
 
     def hook_failed(self, hook: str, error: BaseException) -> None:
         """Tracking never kills training: a hook that fails is reported once and training goes on."""
         if hook not in self._failed_hooks:
             self._failed_hooks.add(hook)
-            report(f"sai_mlflow: tracking hook {hook} failed ({type(error).__name__}: {error}); training continues")
+            warn(f"sai_mlflow: tracking hook {hook} failed ({type(error).__name__}: {error}); training continues")

@@ -17,7 +17,8 @@ from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
 from .keys import ENV_RUN_ID
-from .tracker import RunTracker, report
+from .log import warn
+from .tracker import RunTracker
 from .tracking.context import source_tags
 from .tracking.settings import TrackingSettings
 from .tracking.store import get_or_create_experiment, make_client
@@ -55,7 +56,7 @@ def on_pretrain_routine_start(trainer) -> None:
         trainer.sai_tracker = RunTracker(trainer)
     except Exception as e:
         trainer.sai_tracker = None
-        report(f"sai_mlflow: tracking is off for this run, the MLflow store could not be opened "
+        warn(f"sai_mlflow: tracking is off for this run, the MLflow store could not be opened "
                f"({type(e).__name__}: {str(e)[:300]}); training continues untracked")
 
 
@@ -130,7 +131,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 os.environ[ENV_RUN_ID] = s.run_id
             return client, s.run_id
         except Exception as e:
-            report(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
+            warn(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
             return None
 
     def _finish(self, status: str, ddp_run) -> None:
@@ -143,4 +144,4 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 client, run_id = ddp_run
                 client.set_terminated(run_id, status)
         except Exception as e:
-            report(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")
+            warn(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")

@@ -43,7 +43,7 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
     A different batch is refused (the seed's lesson: optimizer state, LR scaling and BatchNorm
     statistics depend on it) although Ultralytics itself would allow it.
     """
-    from ..preflight import checkpoint_batch
+    from ..ultralytics_args import checkpoint_batch
 
     path = Path(resume)
     if not path.is_file():
@@ -63,8 +63,9 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
 
 def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment: str, console):
     """The same checks as `sai-mlflow preflight`, on what will really train (the checkpoint's args on resume)."""
-    from ..preflight import PreflightContext, checkpoint_args, run_checks
-    from ..report_findings import render_findings
+    from ..preflight import PreflightContext, run_checks
+    from ..preflight.render import render_findings
+    from ..ultralytics_args import checkpoint_args
     from .preflight import forecast_history
 
     checked = {**checkpoint_args(resume), **args} if resume else dict(args)

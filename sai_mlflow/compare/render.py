@@ -8,7 +8,7 @@ from typing import Any
 
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
-    REJECT, REJECTED, WARN, Decision, RunRecord, Verdict, hours, map_drop, pct,
+    REJECT, REJECTED, WARN, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
 )
 
 VERDICT_STYLE = {RECOMMENDED: "bold green", ACCEPTABLE: "green", REJECTED: "red", NOT_COMPARABLE: "dim"}
@@ -113,10 +113,10 @@ def verdict_paragraph(d: Decision) -> str:
             why = "; ".join(f"{describe_run(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
             fastest = min(faster, key=lambda v: v.record.eta_full_s)
             cost = eta - fastest.record.eta_full_s
-            head += (f", because {why}; cost: +{hours(cost)} "
-                     f"({hours(eta)} projected vs {hours(fastest.record.eta_full_s)}).")
+            head += (f", because {why}; cost: +{duration_text(cost)} "
+                     f"({duration_text(eta)} projected vs {duration_text(fastest.record.eta_full_s)}).")
         elif eta is not None:
-            head += f", the fastest acceptable run ({hours(eta)} projected)."
+            head += f", the fastest acceptable run ({duration_text(eta)} projected)."
         else:
             head += "."
         text.append(head)
@@ -149,7 +149,7 @@ def verdict_paragraph(d: Decision) -> str:
 def verdict_line(v: Verdict, d: Decision) -> str:
     """One line for one run (its MLflow description): the verdict and, in plain words, why."""
     desc, eta = describe_run(v, d.verdicts), v.record.eta_full_s
-    proj = f", {hours(eta)} projected" if eta is not None else ""
+    proj = f", {duration_text(eta)} projected" if eta is not None else ""
     warns = [x.code for x in v.reasons if x.severity == WARN]
     warn = f"; warnings: {', '.join(warns)}" if warns else ""
     if v.verdict == RECOMMENDED:
@@ -185,7 +185,7 @@ def row_cells(v: Verdict) -> list[str]:
     return [r.label, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
             _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"), mem,
             "—" if frac is None else pct(frac), "—" if r.best_map50 is None else pct(r.best_map50),
-            "—" if r.eta_full_s is None else hours(r.eta_full_s), v.verdict, reasons]
+            "—" if r.eta_full_s is None else duration_text(r.eta_full_s), v.verdict, reasons]
 
 
 def details(d: Decision) -> list[str]:

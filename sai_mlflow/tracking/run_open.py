@@ -1,0 +1,87 @@
+"""Which MLflow run a training process records into: a new one, an attached one (DDP worker,
+`--resume`), or a local one spooled until the store is back (`sai-mlflow sync` creates it).
+
+The run id is written to `weights/mlflow_run_id.txt`, so `--resume PATH/last.pt` continues the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import keys as K
+from ..log import warn
+from .settings import TrackingSettings
+from .sink import Sink
+from .spool import SpoolingSink, new_local_run_id
+from .context import source_tags
+from .store import get_or_create_experiment, make_client
+
+
+@dataclass
+class OpenedRun:
+    run_id: str
+    sink: Sink
+    client: object | None = None  # None: offline (spooled under a local id)
+    resumed: bool = False
+    existing_params: dict[str, str] = field(default_factory=dict)
+    # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample,
+    # window, system-metrics sample.
+    next_steps: tuple[int, int, int, int] = (0, 0, 0, 0)
+    experiment_id: str = ""  # for the printed link into the UI; empty offline
+
+
+def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
+    """Create or attach to the run for `trainer`; a store that is down gives an offline run (spooled)."""
+    run_file = Path(trainer.wdir) / K.RUN_ID_FILE
+    run_id = settings.run_id
+    if not run_id and trainer.args.resume and run_file.is_file():
+        run_id = run_file.read_text().strip()
+    opened = _attach(trainer, settings, run_id) if run_id else _create(trainer, settings)
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(opened.run_id + "\n")
+    return opened
+
+
+def _create(trainer, s: TrackingSettings) -> OpenedRun:
+    tags = source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage})
+    try:
+        client = make_client(s.tracking_uri)
+        exp_id = get_or_create_experiment(client, s.experiment)
+        run_id = client.create_run(exp_id, run_name=s.run_name or trainer.args.name, tags=tags).info.run_id
+    except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
+        run_id = new_local_run_id()
+        warn(f"sai_mlflow: the tracking store is not available ({type(e).__name__}: {str(e)[:300]}); "
+             f"training continues and the run is spooled locally as {run_id}")
+        return OpenedRun(run_id, SpoolingSink(None, run_id, report=warn, meta={
+            "tracking_uri": s.tracking_uri, "experiment": s.experiment,
+            "run_name": s.run_name or trainer.args.name, "tags": tags}))
+    return OpenedRun(run_id, _spooling_sink(client, run_id, s), client, experiment_id=exp_id)
+
+
+def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
+    """DDP worker or --resume: the run must be reachable; a resumed run's steps continue from the store."""
+    client = make_client(s.tracking_uri)
+    run = client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
+    opened = OpenedRun(run_id, _spooling_sink(client, run_id, s), client, resumed=bool(trainer.args.resume),
+                       existing_params=dict(run.data.params), experiment_id=run.info.experiment_id)
+    if opened.resumed:
+        opened.sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
+        opened.next_steps = _next_steps(client, run_id)
+    if run.info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    return opened
+
+
+def _spooling_sink(client, run_id: str, s: TrackingSettings) -> SpoolingSink:
+    """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
+    return SpoolingSink(client, run_id, report=warn, drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
+                        meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
+
+
+def _next_steps(client, run_id: str) -> tuple[int, int, int, int]:
+    def next_step(key: str) -> int:
+        return max((m.step for m in client.get_metric_history(run_id, key)), default=-1) + 1
+
+    return (next_step(K.BATCH_STEP_S), next_step(K.MEMORY_USED_GIB), next_step(K.MEMORY_WINDOW_PEAK_GIB),
+            next_step(K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage"))
