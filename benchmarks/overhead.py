@@ -162,7 +162,7 @@ def main() -> None:
         return hook_us[min(len(hook_us) - 1, int(q * len(hook_us)))]
 
     print("\n| figure | value |\n|---|---|")
-    print(f"| system metrics in our arm (every {a.system_interval:g} s) | {a.system_metrics} |")
+    print(f"| system metrics in our arm (every {a.system_interval:g} s) | {'n/a: A/A, both arms plain' if a.aa else a.system_metrics} |")
     print(f"| steady s/batch, plain (median of {a.pairs}) | {statistics.median(plain):.4f} |")
     print(f"| steady s/batch, sai_mlflow (median of {a.pairs}) | {statistics.median(ours):.4f} |")
     print(f"| median per-pair ratio ours/plain (goal <= 1.01 on CPU) | {statistics.median(ratios):.4f} |")
