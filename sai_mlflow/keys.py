@@ -46,6 +46,12 @@ TAG_JUDGED_RUNS = "sai.decision.runs"  # decision run: the run ids it judged, co
 TAG_RECOMMENDED_RUN = "sai.decision.recommended"  # decision run: the recommended run id, or none
 RUN_KIND_DECISION = "decision"
 
+# Written by `promote` on a model version (docs/registry.md): few and short; the rest is its description
+TAG_VERSION_ALIAS = "sai.alias"
+TAG_VERSION_PREVIOUS = "sai.previous_version"
+TAG_VERSION_GATES = "sai.gates"
+TAG_VERSION_BY = "sai.by"
+
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (
     "env.python", "env.torch", "env.ultralytics", "env.mlflow", "env.cuda", "env.driver",

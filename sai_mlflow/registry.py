@@ -40,10 +40,10 @@ from .tracking.mlflow_errors import is_already_exists, is_not_found
 
 # audit tags written on a promoted version: few and short (the version table shows them); the gate
 # table, policy, times and the compared run go into the version's description, as markdown
-TAG_ALIAS = "sai.alias"                       # the alias this version was promoted to
-TAG_PREVIOUS_VERSION = "sai.previous_version"  # the version that held it before, or none (rollback reads it)
-TAG_GATES = "sai.gates"                       # passed | forced: <failed gates>
-TAG_BY = "sai.by"                             # user@host
+TAG_ALIAS = K.TAG_VERSION_ALIAS                 # the alias this version was promoted to
+TAG_PREVIOUS_VERSION = K.TAG_VERSION_PREVIOUS  # the version that held it before, or none (rollback reads it)
+TAG_GATES = K.TAG_VERSION_GATES                 # passed | forced: <failed gates>
+TAG_BY = K.TAG_VERSION_BY                       # user@host
 LEGACY_PREVIOUS_VERSION = "sai.promotion.previous_version"  # versions promoted before the short tags
 # written by a rollback
 TAG_ROLLBACK_TIME = "sai.rollback.time"
