@@ -118,6 +118,9 @@ def main() -> None:
     p.add_argument("--size", default="160x96", help="synthetic image size WIDTHxHEIGHT")
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--aa", action="store_true", help="A/A check: both arms plain Ultralytics (the noise floor)")
+    p.add_argument("--system-metrics", choices=("on", "off"), default="on",
+                   help="MLflow's system metrics in our arm (tracking.system_metrics; the plain arm never has them)")
+    p.add_argument("--system-interval", type=float, default=10.0, help="their sample period in seconds")
     a = p.parse_args()
     import torch
 
@@ -131,6 +134,9 @@ def main() -> None:
     data = generate(tmp / "data", SyntheticSpec(train=a.train, val=16, width=w, height=h))
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     os.environ["SAI_MLFLOW_LOG_MODEL"] = "0"
+    os.environ["SAI_MLFLOW_SYSTEM_METRICS"] = "1" if a.system_metrics == "on" else "0"
+    os.environ["SAI_MLFLOW_SYSTEM_METRICS_INTERVAL_S"] = str(a.system_interval)
+    os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"  # MLflow's own monitor: never, in either arm
     base = dict(model=a.model, data=str(data), epochs=a.epochs, batch=a.batch, imgsz=a.imgsz,
                 device=a.device, workers=a.workers, plots=False, amp=cuda, val=not cuda,
                 project=str(tmp / "runs"), exist_ok=False)
@@ -156,6 +162,7 @@ def main() -> None:
         return hook_us[min(len(hook_us) - 1, int(q * len(hook_us)))]
 
     print("\n| figure | value |\n|---|---|")
+    print(f"| system metrics in our arm (every {a.system_interval:g} s) | {'n/a: A/A, both arms plain' if a.aa else a.system_metrics} |")
     print(f"| steady s/batch, plain (median of {a.pairs}) | {statistics.median(plain):.4f} |")
     print(f"| steady s/batch, sai_mlflow (median of {a.pairs}) | {statistics.median(ours):.4f} |")
     print(f"| median per-pair ratio ours/plain (goal <= 1.01 on CPU) | {statistics.median(ratios):.4f} |")
@@ -169,6 +176,7 @@ def main() -> None:
 
         m = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(LAST_RUN["id"]).data.metrics
         print(f"| memory peak ({'NVML' if cuda else 'RSS'}), GiB | {m.get('summary/peak_gib', float('nan')):.2f} |")
+        print(f"| system/* metrics logged in the last run | {sum(k.startswith('system/') for k in m)} |")
         if cuda:
             print(f"| torch reserved peak (last epoch), GiB | {m.get('epoch/torch_reserved_peak_gib', float('nan')):.2f} |")
             print(f"| GPU syncs triggered inside sai hooks | {syncs[0]} |")

@@ -39,6 +39,8 @@ class TrackingSection(Strict):
     log_model: bool = Field(True, description="log best.pt as an MLflow pyfunc model at the end")
     artifact_location: str = Field("", description="artifact root of new experiments (s3://…, a shared path); "
                                                    "empty: beside a local store, else the server's")
+    system_metrics: bool = Field(True, description="MLflow's system metrics (CPU, RAM, disk, network, GPU) as system/*")
+    system_metrics_interval_s: float = Field(10.0, gt=0, le=600, description="system metrics sample period")
 
 
 class SyntheticSection(Strict):

@@ -28,7 +28,7 @@ CONTRACT_TAGS = (
 
 CACHE_MODES = ("none", "ram", "disk")
 RUN_KIND_ULTRALYTICS = "ultralytics"  # shown (never written) for runs logged by Ultralytics' own MLflow callback
-RUN_KINDS = ("train", "probe", "import", "replay", RUN_KIND_ULTRALYTICS)
+RUN_KINDS = ("train", "probe", "probe_session", "import", "replay", "decision", RUN_KIND_ULTRALYTICS)
 MEMORY_SOURCES = ("nvml", "rss")
 
 # Written by compare-runs --tag-runs and preflight; not part of the run identity.
@@ -41,6 +41,17 @@ TAG_LOCAL_RUN_ID = "sai.local_run_id"  # sync: the spool id a run was created fr
 TAG_NOTE_INF_CLAMPED = "sai.note.inf_clamped"  # keys whose ±inf a SQL store keeps as ±1.8e308
 TAG_NOTE_KEYS_MAPPED = "sai.note.keys_mapped"  # names MLflow rejects -> the names they were logged under
 TAG_NOTE_SET_ASIDE = "sai.note.set_aside"  # non-numeric values kept in the spool, shown by sync --dry-run
+TAG_DESCRIPTION = "mlflow.note.content"  # MLflow's run description (markdown), shown atop the run page
+TAG_GENERATED_SERIES = "sai.replay.generated"  # replay: the series generated to give a curve its shape
+TAG_JUDGED_RUNS = "sai.decision.runs"  # decision run: the run ids it judged, comma-separated
+TAG_RECOMMENDED_RUN = "sai.decision.recommended"  # decision run: the recommended run id, or none
+RUN_KIND_DECISION = "decision"
+
+# Written by `promote` on a model version (docs/registry.md): few and short; the rest is its description
+TAG_VERSION_ALIAS = "sai.alias"
+TAG_VERSION_PREVIOUS = "sai.previous_version"
+TAG_VERSION_GATES = "sai.gates"
+TAG_VERSION_BY = "sai.by"
 
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (
@@ -57,6 +68,8 @@ BATCH_COMPUTE_S = "batch/compute_s"
 # --- metrics: memory samples --------------------------------------------------
 MEMORY_USED_GIB = "memory/used_gib"  # step = sample index, timestamp = wall clock
 MEMORY_WINDOW_PEAK_GIB = "memory/window_peak_gib"  # step = publish index
+MEMORY_TOTAL_GIB = "memory/total_gib"  # same steps as used_gib: the device total, a line in MLflow's panel
+MEMORY_LIMIT_GIB = "memory/limit_gib"  # same steps: the policy's max_memory_fraction x total
 
 # --- metrics: per epoch (step = 1-based epoch) --------------------------------
 TRAIN_LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
@@ -112,12 +125,26 @@ EPOCH_KEYS = (
 )
 GPU_ONLY_EPOCH_KEYS = (EPOCH_TORCH_RESERVED_PEAK_GIB, EPOCH_TORCH_ALLOCATED_PEAK_GIB)
 BATCH_KEYS = (BATCH_STEP_S, BATCH_DATA_WAIT_S, BATCH_COMPUTE_S)
-MEMORY_KEYS = (MEMORY_USED_GIB, MEMORY_WINDOW_PEAK_GIB)
+MEMORY_KEYS = (MEMORY_USED_GIB, MEMORY_WINDOW_PEAK_GIB, MEMORY_TOTAL_GIB, MEMORY_LIMIT_GIB)
 
 ALL_METRIC_KEYS = BATCH_KEYS + MEMORY_KEYS + EPOCH_KEYS + GPU_ONLY_EPOCH_KEYS + SUMMARY_KEYS
 
+# --- run artifacts (beside the weights and in MLflow) ------------------------------
+ARTIFACT_SUMMARY_MD = "summary.md"  # the run's own report: figures with units, projected hours
+ARTIFACT_RUN_PLOT = "run_plot.png"  # s/batch (warm-up shaded), memory with the limit line, mAP50 per epoch
+ARTIFACT_MEMORY_TIMELINE = "memory_timeline.png"
+ARTIFACT_DECISION_MD = "decision.md"  # decision run: compare-runs' markdown
+ARTIFACT_DECISION_JSON = "decision.json"  # decision run: compare-runs' JSON
+ARTIFACT_DECISION_PLOT = "decision.png"  # decision run: compare-runs' plot
+ARTIFACT_HISTORY_DIR = "history"  # replay: the history file it came from
+
+# MLflow's own system metrics (CPU, RAM, disk, network, GPU) keep MLflow's names under this prefix
+SYSTEM_METRICS_PREFIX = "system/"
+
 # --- environment variables ----------------------------------------------------
 ENV_RUN_ID = "SAI_MLFLOW_RUN_ID"  # hands the open run to DDP workers / resumed processes
+ENV_UI_URL = "SAI_MLFLOW_UI_URL"  # base URL of the MLflow UI for printed links
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
 RUN_ID_FILE = "mlflow_run_id.txt"  # kept next to the weights, for --resume
 
 GIB = float(2**30)

@@ -31,26 +31,20 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import keys as K
 from .telemetry.stats import finite
 from .tracking.mlflow_errors import is_already_exists, is_not_found
 
-# audit tags written on a promoted version
-TAG_PREFIX = "sai.promotion."
-TAG_ALIAS = TAG_PREFIX + "alias"
-TAG_TIME = TAG_PREFIX + "time"
-TAG_FORCED = TAG_PREFIX + "forced"
-TAG_GATES_PASSED = TAG_PREFIX + "gates_passed"
-TAG_GATES = TAG_PREFIX + "gates"
-TAG_RUN = TAG_PREFIX + "run_id"
-TAG_COMPARED_RUN = TAG_PREFIX + "compared_run"
-TAG_PREVIOUS_VERSION = TAG_PREFIX + "previous_version"
-TAG_BY = TAG_PREFIX + "by"
-TAG_POLICY = TAG_PREFIX + "policy"
-TAG_DATASET_CHANGE_ALLOWED = TAG_PREFIX + "dataset_change_allowed"
+# audit tags written on a promoted version: few and short (the version table shows them); the gate
+# table, policy, times and the compared run go into the version's description, as markdown
+TAG_ALIAS = K.TAG_VERSION_ALIAS                 # the alias this version was promoted to
+TAG_PREVIOUS_VERSION = K.TAG_VERSION_PREVIOUS  # the version that held it before, or none (rollback reads it)
+TAG_GATES = K.TAG_VERSION_GATES                 # passed | forced: <failed gates>
+TAG_BY = K.TAG_VERSION_BY                       # user@host
+LEGACY_PREVIOUS_VERSION = "sai.promotion.previous_version"  # versions promoted before the short tags
 # written by a rollback
 TAG_ROLLBACK_TIME = "sai.rollback.time"
 TAG_ROLLBACK_FROM = "sai.rollback.from_version"
@@ -99,6 +93,7 @@ class Evaluation:
     model_uri: str
     holder: Holder | None
     gates: list[Gate] = field(default_factory=list)
+    best_map50: float | None = None  # the candidate's summary/best_mAP50
 
     @property
     def passed(self) -> bool:
@@ -251,7 +246,8 @@ def evaluate(client, run_id: str, model_name: str, alias: str, policy,
         raise PromotionError(str(e)) from None
     holder = _holder_info(client, current_holder(client, model_name, alias))
     return Evaluation(run_id, model_name, alias, model_uri, holder,
-                      judge(client, run, holder, policy, allow_dataset_change))
+                      judge(client, run, holder, policy, allow_dataset_change),
+                      finite(run.data.metrics.get(K.SUMMARY_BEST_MAP50)))
 
 
 MAX_NAME_CHARS = 256  # registered model names (and so the lock's `<model>.promotion-lock.<alias>`) in MLflow's tables
@@ -361,12 +357,35 @@ def _link_logged_model(client, model_id: str, model_name: str, version: str) -> 
         pass
 
 
-def _policy_tag(policy) -> str:
-    return json.dumps({"min_improvement": policy.min_improvement, "max_memory_fraction": policy.max_memory_fraction})
+def gate_table_md(gates: list[Gate]) -> str:
+    """The gate table as markdown (the model version's description renders it)."""
+    def esc(x: str) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    rows = [f"| {esc(g.name)} | {esc(g.value)} | {esc(g.threshold)} | {'pass' if g.passed else '**FAIL**'} | {esc(g.note)} |"
+            for g in gates]
+    return "\n".join(["| gate | value | threshold | result | note |", "|---|---|---|---|---|", *rows])
+
+
+def version_description(ev: Evaluation, policy, *, forced: bool, when: str, who: str,
+                        allow_dataset_change: bool, run_link: str | None = None) -> str:
+    """Markdown: who promoted which run when, against which holder, the gate table and the policy."""
+    run = f"[{ev.run_id}]({run_link})" if run_link else f"`{ev.run_id}`"
+    h = ev.holder
+    holder = ("none (first holder)" if h is None else
+              f"v{h.version} (run `{h.run_id or 'unknown'}`, best mAP50 {_fmt(h.best_map50)})")
+    head = "**Forced** past failing gates" if forced else "Every gate passed"
+    return "\n".join([
+        f"{head}: promoted to **@{ev.alias}** from run {run} by {who} at {when}.", "",
+        f"Best mAP50: {_fmt(ev.best_map50)}; previous holder: {holder}.", "",
+        gate_table_md(ev.gates), "",
+        f"Policy: min_improvement {policy.min_improvement:g}, max_memory_fraction {policy.max_memory_fraction:g}; "
+        f"dataset change allowed: {'yes' if allow_dataset_change else 'no'}.",
+    ])
 
 
 def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: bool = False,
-            dry_run: bool = False, allow_dataset_change: bool = False) -> Outcome:
+            dry_run: bool = False, allow_dataset_change: bool = False, ui: str | None = None) -> Outcome:
     """Judge `run_id`; when every gate passes (or `force`), register a version and move `alias` to it."""
     _check_names(model_name, alias)
     if dry_run:
@@ -376,7 +395,12 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         return Outcome("would_force" if (force and not ev.passed) else "would_promote", ev,
                        previous_version=ev.holder.version if ev.holder else None)
 
-    get_run(client, run_id)  # the cheap bad-input check before taking the lock
+    run = get_run(client, run_id)  # the cheap bad-input check before taking the lock
+    run_link = None
+    if ui:
+        from .ui_links import run_url
+
+        run_link = run_url(ui, run.info.experiment_id, run_id)
     with promotion_lock(client, model_name, alias):
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:
@@ -384,23 +408,21 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         if not ev.passed and not force:
             return Outcome("blocked", ev, previous_version=ev.holder.version if ev.holder else None)
         _race_pause()
-        now = _now()
+        now, who = _now(), _who()
         tags = {
-            TAG_ALIAS: alias, TAG_TIME: now, TAG_FORCED: str(bool(force and not ev.passed)).lower(),
-            TAG_GATES_PASSED: str(ev.passed).lower(),
-            TAG_GATES: json.dumps([asdict(g) for g in ev.gates]),
-            TAG_RUN: run_id,
-            TAG_COMPARED_RUN: (ev.holder.run_id or NONE) if ev.holder else NONE,
+            TAG_ALIAS: alias,
             TAG_PREVIOUS_VERSION: ev.holder.version if ev.holder else NONE,
-            TAG_BY: _who(), TAG_POLICY: _policy_tag(policy),
-            TAG_DATASET_CHANGE_ALLOWED: str(bool(allow_dataset_change)).lower(),
+            TAG_GATES: "passed" if ev.passed else "forced: " + ", ".join(ev.failed),
+            TAG_BY: who,
         }
+        description = version_description(ev, policy, forced=not ev.passed, when=now, who=who,
+                                          allow_dataset_change=allow_dataset_change, run_link=run_link)
         _ensure_registered_model(client, model_name)
         from .model import registry_source
 
         source, model_id = registry_source(client, ev.model_uri)
         mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=tags,
-                                         model_id=model_id, description=f"promoted to @{alias} from run {run_id}")
+                                         model_id=model_id, description=description)
         try:
             client.set_registered_model_alias(model_name, alias, mv.version)
         except Exception as e:  # no version without its alias (e.g. HTTP 403 on the alias)
@@ -432,7 +454,7 @@ def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> O
         mv = current_holder(client, model_name, alias)
         if mv is None:
             raise PromotionError(f"nothing holds {model_name}@{alias} (unknown model or alias): nothing to roll back")
-        prev = (mv.tags or {}).get(TAG_PREVIOUS_VERSION)
+        prev = (mv.tags or {}).get(TAG_PREVIOUS_VERSION) or (mv.tags or {}).get(LEGACY_PREVIOUS_VERSION)
         if not prev or prev == NONE:
             raise PromotionError(f"{model_name}@{alias} is v{mv.version}, which has no previous holder recorded "
                                  f"({TAG_PREVIOUS_VERSION}): nothing to roll back to")

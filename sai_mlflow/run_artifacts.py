@@ -1,10 +1,13 @@
-"""Files a run leaves behind beside its weights: the per-batch table and the memory timeline plot."""
+"""Files a run leaves behind beside its weights: the per-batch table, the memory timeline plot, and the
+run's own summary report (summary.md) and plot (run_plot.png, compare-runs' plotter over this run alone)."""
 
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import keys as K
 from .telemetry.clock import BatchClock
 
 
@@ -44,3 +47,97 @@ def write_memory_timeline(path: Path, samples: list[tuple[int, float]], total_gi
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+@dataclass
+class RunFacts:
+    """What the tracker knows about its run at the end, for its own report."""
+
+    run_id: str
+    run_name: str
+    batch_size: int | None
+    batch_size_effective: int | None
+    summary: dict[str, float]
+    step_s: list[tuple[int, float]] = field(default_factory=list)     # (global batch, s)
+    memory: list[tuple[float, float]] = field(default_factory=list)   # (seconds since start, GiB)
+    map50: list[float] = field(default_factory=list)                  # per epoch, from epoch 1
+    memory_source: str = "rss"
+    cache_mode: str | None = None
+    data_on_tmpfs: bool | None = None
+
+
+def _one_run_decision(facts: RunFacts, limit_fraction: float):
+    """compare-runs' own core over this run alone: the same record, reasons and plot as a comparison."""
+    from .compare.decision import RunRecord, decide
+    from .compare.policy import load_policy, make_policy
+
+    s = facts.summary
+    rec = RunRecord(
+        run_id=facts.run_id, run_name=facts.run_name, batch_size=facts.batch_size,
+        batch_size_effective=facts.batch_size_effective, memory_source=facts.memory_source,
+        cache_mode=facts.cache_mode, data_on_tmpfs=facts.data_on_tmpfs,
+        step_s_steady=s.get(K.SUMMARY_STEP_S_STEADY), images_per_s=s.get(K.SUMMARY_IMAGES_PER_S),
+        warmup_batches=s.get(K.SUMMARY_WARMUP_BATCHES), data_wait_fraction=s.get(K.SUMMARY_DATA_WAIT_FRACTION),
+        peak_gib=s.get(K.SUMMARY_PEAK_GIB), total_gib=s.get(K.SUMMARY_TOTAL_GIB),
+        peak_fraction=s.get(K.SUMMARY_PEAK_FRACTION), best_map50=s.get(K.SUMMARY_BEST_MAP50),
+        eta_full_s=s.get(K.SUMMARY_ETA_FULL_S), epochs_completed=s.get(K.SUMMARY_EPOCHS_COMPLETED),
+        epochs_planned=s.get(K.SUMMARY_EPOCHS_PLANNED),
+        map50={i + 1: v for i, v in enumerate(facts.map50)} or None,
+        map50_last_epoch=len(facts.map50) or None,
+        memory_samples=len(facts.memory) or None,
+        memory_last_time_s=facts.memory[-1][0] if facts.memory else None,
+        memory_steady=facts.memory[len(facts.memory) // 2:] or None,
+    )
+    policy = make_policy({**load_policy().as_dict(), "max_memory_fraction": limit_fraction})
+    return decide([rec], policy)
+
+
+def summary_markdown(facts: RunFacts, decision) -> str:
+    """The run's figures with their units, and what the policy says of it alone (no comparison)."""
+    from .compare.decision import INFO, duration_text
+
+    s = facts.summary
+
+    def f(key: str, fmt: str, unit: str = "", scale: float = 1.0) -> str:
+        v = s.get(key)
+        return "—" if v is None else f"{format(v * scale, fmt)}{unit}"
+
+    eta = s.get(K.SUMMARY_ETA_FULL_S)
+    rows = [
+        ("batch (requested / effective)", f"{facts.batch_size} / {facts.batch_size_effective}"),
+        ("steady speed", f(K.SUMMARY_STEP_S_STEADY, ".3f", " s/batch") + " (p90 " + f(K.SUMMARY_STEP_S_P90, ".3f", " s") + ")"),
+        ("warm-up batches (excluded from speed)", f(K.SUMMARY_WARMUP_BATCHES, ".0f")),
+        ("throughput", f(K.SUMMARY_IMAGES_PER_S, ".1f", " images/s")),
+        ("data-wait share", f(K.SUMMARY_DATA_WAIT_FRACTION, ".1f", " %", 100)),
+        (f"peak memory ({facts.memory_source})", f(K.SUMMARY_PEAK_GIB, ".2f", " GiB") + " of "
+         + f(K.SUMMARY_TOTAL_GIB, ".1f", " GiB") + " = " + f(K.SUMMARY_PEAK_FRACTION, ".1f", " %", 100)),
+        ("best mAP50 / mAP50-95", f(K.SUMMARY_BEST_MAP50, ".1f", " %", 100) + " / " + f(K.SUMMARY_BEST_MAP50_95, ".1f", " %", 100)),
+        ("epochs completed / planned", f(K.SUMMARY_EPOCHS_COMPLETED, ".0f") + " / " + f(K.SUMMARY_EPOCHS_PLANNED, ".0f")),
+        ("batches per epoch", f(K.SUMMARY_BATCHES_PER_EPOCH, ".0f")),
+        ("projected time for all planned epochs", "—" if eta is None else f"{duration_text(eta)} ({eta / 3600:.2f} h)"),
+    ]
+    v = decision.verdicts[0]
+    judged = [f"- `{x.code}` [{x.severity}]: {x.message}" for x in v.reasons if x.severity != INFO]
+    unjudged = [f"- `{x.code}`: {x.message}" for x in v.reasons if x.severity == INFO]
+    out = [f"# Run {facts.run_name}", "", "| figure | value |", "|---|---|",
+           *[f"| {a} | {b} |" for a, b in rows], "",
+           "## Policy, this run alone", "",
+           *(judged or ["- no reject or warn reason (speed is only judged against other runs: `compare-runs`)"]),
+           *(["", "Not judged:", *unjudged] if unjudged else []), "",
+           f"Plot: `{K.ARTIFACT_RUN_PLOT}`; memory timeline: `{K.ARTIFACT_MEMORY_TIMELINE}`; per batch: `batch_timings.csv`.", ""]
+    return "\n".join(out)
+
+
+def write_run_report(save_dir: Path, facts: RunFacts, limit_fraction: float) -> list[Path]:
+    """summary.md and run_plot.png (compare-runs' plotter, one run) into save_dir; returns their paths."""
+    from .compare import render
+
+    decision = _one_run_decision(facts, limit_fraction)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    md = save_dir / K.ARTIFACT_SUMMARY_MD
+    md.write_text(summary_markdown(facts, decision))
+    png = save_dir / K.ARTIFACT_RUN_PLOT
+    series = {facts.run_id: {"memory": [(t / 3600.0, g) for t, g in facts.memory], "step_s": facts.step_s,
+                             "map50": [(i + 1, v) for i, v in enumerate(facts.map50)]}}
+    render.plot(decision, series, str(png), title=f"run {facts.run_name}")
+    return [md, png]

@@ -24,11 +24,17 @@ from .tracking.publisher import Publisher
 from .tracking.run_open import open_run
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
+from .compare.policy import memory_limit_fraction
 from .tracking.store import probe
 from .ultralytics_args import cache_mode, train_imgsz
 
 SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
 REDACTED_DIR = ".sai_mlflow"  # under the Ultralytics run dir: redacted copies of files that are uploaded
+
+
+def dataset_name(audit) -> str:
+    """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder."""
+    return Path(audit.data_yaml).parent.name or "dataset"
 
 
 class RunTracker:
@@ -56,21 +62,38 @@ class RunTracker:
         self.window_index = 0
         self._window_cursor = 0
         self.mem_offset = 0
+        self.setup_tags: dict[str, str] = {}
+        self.limit_fraction = memory_limit_fraction()  # drawn as memory/limit_gib: the limit compare-runs judges by
+        system_offset = 0
         if sink is not None:  # tests: an in-memory sink, no store
-            self.client, self.run_id, self.sink = None, "", sink
+            self.client, self.run_id, self.sink, self.experiment_id = None, "", sink, ""
             self.resumed, self.existing_params = False, {}
         else:  # may raise (caller: tracking off); nothing is started before it
             opened = open_run(trainer, self.settings)
             self.client, self.run_id, self.sink = opened.client, opened.run_id, opened.sink
+            self.experiment_id = opened.experiment_id
             self.resumed, self.existing_params = opened.resumed, opened.existing_params
-            self.clock.offset, self.mem_offset, self.window_index = opened.next_steps
+            self.clock.offset, self.mem_offset, self.window_index, system_offset = opened.next_steps
         self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s,
                                      report=warn).start()
+        self.system = self._start_system_metrics(system_offset)
         self.publisher = Publisher(
-            self.sink, [self._collect_batches, self._collect_memory],
+            self.sink, [self._collect_batches, self._collect_memory, self._collect_system],
             interval_s=self.settings.publish_interval_s, report=warn,
             write_interval_s=SPOOL_WRITE_INTERVAL_S, window_collectors=[self._collect_memory_window],
         ).start()
+
+    def _start_system_metrics(self, step_offset: int):
+        """MLflow's system metrics (telemetry/system.py) unless `tracking.system_metrics` is off."""
+        if not self.settings.system_metrics:
+            return None
+        try:
+            from .telemetry.system import SystemSampler
+
+            return SystemSampler(self.settings.system_metrics_interval_s, step_offset).start()
+        except Exception as e:
+            warn(f"sai_mlflow: MLflow's system metrics are off for this run ({type(e).__name__}: {e})")
+            return None
 
     # --- collectors (publisher thread) --------------------------------------------------------------
     def _collect_batches(self) -> Batch:
@@ -92,8 +115,13 @@ class RunTracker:
         samples = self.monitor.samples
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
-        return Batch(metrics=[(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i)
-                              for i, (ts, gib) in enumerate(samples[start:n])])
+        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(samples[start:n])]
+        total = self.monitor.sampler.total_gib
+        if total:  # reference lines at the same steps: MLflow's own memory panel then shows the limit
+            for i, (ts, _) in enumerate(samples[start:n]):
+                pts.append((K.MEMORY_TOTAL_GIB, total, ts, self.mem_offset + start + i))
+                pts.append((K.MEMORY_LIMIT_GIB, total * self.limit_fraction, ts, self.mem_offset + start + i))
+        return Batch(metrics=pts)
 
     def _collect_memory_window(self) -> Batch:
         """Once per publish window (5 s), not per spool write: the window's highest sample."""
@@ -105,6 +133,9 @@ class RunTracker:
         new = samples[start:n]
         self.window_index += 1
         return Batch(metrics=[(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index - 1)])
+
+    def _collect_system(self) -> Batch:
+        return Batch(metrics=self.system.drain()) if self.system is not None else Batch()
 
     # --- setup ------------------------------------------------------------------------------------
     def on_setup_done(self, trainer) -> None:
@@ -134,6 +165,7 @@ class RunTracker:
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
         }
         self.publisher.put(Batch(params=params, tags=tags))
+        self.setup_tags = tags
         data_yaml = args.get("data")
         self.audit = self.audit or getattr(trainer, "sai_audit", None)  # a preflight may have audited already
         if self.audit is not None:
@@ -158,7 +190,7 @@ class RunTracker:
             try:
                 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-                ds = Dataset(name=Path(a.data_yaml).parent.name or "dataset", digest=a.digest,
+                ds = Dataset(name=dataset_name(a), digest=a.digest,
                              source_type="local", source=a.data_yaml)
                 self.client.log_inputs(self.run_id, datasets=[DatasetInput(
                     ds, tags=[InputTag("mlflow.data.context", "train")])])
@@ -230,18 +262,22 @@ class RunTracker:
     def finish(self, trainer, status: str | None) -> bool:
         """Stop sampling, log the closing artifacts, ship everything (bounded wait). True if all arrived."""
         self.monitor.stop()
+        if self.system is not None:
+            self.system.stop()
         save_dir = Path(trainer.save_dir)
         try:
             from .run_artifacts import write_batch_table, write_memory_timeline
 
             table = write_batch_table(save_dir / "batch_timings.csv", self.clock)
             self.publisher.put_artifact(str(table))
-            png = write_memory_timeline(save_dir / "memory_timeline.png", self.monitor.samples,
+            png = write_memory_timeline(save_dir / K.ARTIFACT_MEMORY_TIMELINE, self.monitor.samples,
                                         self.monitor.sampler.total_gib, self.monitor.sampler.source)
             if png:
                 self.publisher.put_artifact(str(png))
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
+        if self.last_train_epoch:
+            self._write_run_report(trainer, save_dir)
         if (save_dir / "results.csv").is_file():
             self.publisher.put_artifact(str(save_dir / "results.csv"))
         if (save_dir / "args.yaml").is_file():  # a redacted copy: args may hold a URL with credentials
@@ -264,12 +300,35 @@ class RunTracker:
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
+    def _write_run_report(self, trainer, save_dir: Path) -> None:
+        """The run's own summary.md and run_plot.png (run_artifacts.py), beside memory_timeline.png."""
+        try:
+            from .run_artifacts import RunFacts, write_run_report
+
+            rows = list(self.clock.rows)
+            t0 = self.monitor.samples[0][0] if self.monitor.samples else 0
+            facts = RunFacts(
+                run_id=self.run_id, run_name=self.settings.run_name or str(trainer.args.name),
+                batch_size=self.requested_batch, batch_size_effective=int(trainer.batch_size),
+                summary=self._summary(trainer, self.last_train_epoch),
+                step_s=[(self.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
+                memory=[((ts - t0) / 1000.0, g) for ts, g in self.monitor.samples],
+                map50=self.map50, memory_source=self.monitor.sampler.source,
+                cache_mode=self.setup_tags.get(K.TAG_CACHE_MODE),
+                data_on_tmpfs={"true": True, "false": False}.get(self.setup_tags.get(K.TAG_DATA_ON_TMPFS, "")))
+            for path in write_run_report(save_dir, facts, self.limit_fraction):
+                self.publisher.put_artifact(str(path))
+        except Exception as e:
+            warn(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
+
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
         if not (self.settings.log_model and best.is_file()):
             return
-        from .model import log_detector_model
+        from .model import log_detector_model, model_name_for
+
+        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}
 
         try:
             if self.client is None:
@@ -286,7 +345,10 @@ class RunTracker:
 
         def work() -> None:
             try:
-                log_detector_model(self.client, self.run_id, best, trainer.data["names"], train_imgsz(trainer.args.imgsz))
+                log_detector_model(
+                    self.client, self.run_id, best, trainer.data["names"], train_imgsz(trainer.args.imgsz),
+                    name=model_name_for(self.settings.run_name or str(trainer.args.name)), metrics=summary,
+                    dataset=(dataset_name(self.audit), self.audit.digest) if self.audit is not None else None)
             except Exception as e:
                 warn(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
 

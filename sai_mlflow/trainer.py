@@ -23,6 +23,7 @@ from .errors import StoreConfigError
 from .keys import ENV_RUN_ID
 from .log import warn
 from .tracker import RunTracker
+from .tracking.context import source_tags
 from .tracking.settings import TrackingSettings
 from .tracking.store import get_or_create_experiment, make_client
 
@@ -165,7 +166,8 @@ class TrackedDetectionTrainer(DetectionTrainer):
             client = make_client(s.tracking_uri)
             if not s.run_id:
                 exp = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
-                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name).info.run_id
+                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name,
+                                             tags=source_tags()).info.run_id
                 os.environ[ENV_RUN_ID] = s.run_id
             return client, s.run_id
         except StoreConfigError:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install, synthetic data, two short CPU runs at different batch sizes into ./mlruns, the seed's
-# history imported beside them, and compare-runs over both. Then it says how to look.
+# history imported beside them, compare-runs over both with the verdict written into MLflow (--tag-runs,
+# --log-report), the recommended CPU run promoted to @champion. It ends with links into the MLflow UI.
 # Everything it writes (data/, mlruns/, runs/) goes under the folder it is run from; the tools come from
 # the repository's .venv.
 set -euo pipefail
@@ -14,10 +15,19 @@ for b in 4 8; do
   $SAI train --config "$REPO/configs/cpu_smoke.yaml" --set batch=$b --set epochs=3 --run-name "cpu-b$b"
 done
 echo; echo "== compare-runs over the two CPU runs (experiment sai-smoke) =="
-$COMPARE --experiment sai-smoke --plot mlruns/compare_smoke.png || true
+$COMPARE --experiment sai-smoke --plot mlruns/compare_smoke.png --tag-runs || true
+SMOKE_BEST=$($COMPARE --experiment sai-smoke --format json 2>/dev/null \
+  | "$REPO/.venv/bin/python" -c "import json, sys; r = json.load(sys.stdin)['recommended']; print(r['run_id'] if r else '')" || true)
+if [ -n "$SMOKE_BEST" ]; then
+  echo; echo "== promote the recommended CPU run to sai-net-detector@champion =="
+  $SAI promote "$SMOKE_BEST" --model sai-net-detector --alias champion || true
+fi
 echo; echo "== the seed's 128-versus-96 decision, from its logged history (experiment sai-net-stage1) =="
 $SAI import-history "$REPO/configs/history/seed_2024-08.yaml"
-$COMPARE --experiment sai-net-stage1 --plot mlruns/compare_seed.png || true
+$COMPARE --experiment sai-net-stage1 --plot mlruns/compare_seed.png --tag-runs --log-report || true
 echo
-echo "Look at the runs:  $REPO/.venv/bin/mlflow ui --backend-store-uri sqlite:///$(pwd)/mlruns/mlflow.db   (then http://127.0.0.1:5000)"
-echo "Plots:             mlruns/compare_smoke.png  mlruns/compare_seed.png"
+echo "Serve the UI:  $REPO/.venv/bin/mlflow ui --backend-store-uri sqlite:///$(pwd)/mlruns/mlflow.db   (http://127.0.0.1:5000)"
+echo "then open the links printed above; the seed's verdict, side by side:"
+$COMPARE --experiment sai-net-stage1 --format json 2>/dev/null \
+  | "$REPO/.venv/bin/python" -c "import json, sys; l = json.load(sys.stdin)['links']; print('  compare:', l['compare']); print('  recommended run:', l['recommended'])" || true
+echo "Plots:          mlruns/compare_smoke.png  mlruns/compare_seed.png"

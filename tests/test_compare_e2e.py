@@ -93,7 +93,11 @@ def test_seed_reproduces_the_96_decision(sqlite_uri):
     code, obj = judge(sqlite_uri, "--experiment", "sai-net-stage1")
     assert code == 0
     runs = by_name(obj)
-    assert set(obj) == {"policy", "recommended", "suggested_batch", "runs"}
+    assert set(obj) == {"policy", "recommended", "suggested_batch", "runs", "links"}  # links: an addition
+    assert set(obj["links"]["runs"]) == {x["run_id"] for x in obj["runs"]}
+    assert obj["links"]["recommended"] == obj["links"]["runs"][runs["b96"]["run_id"]]
+    assert obj["links"]["compare"].startswith("http://127.0.0.1:5000/#/compare-runs?runs=")
+    assert all(u.endswith("workflowType=machine_learning") for u in obj["links"]["runs"].values())
     assert runs["b96"]["verdict"] == "recommended"
     assert obj["recommended"] == {"run_id": runs["b96"]["run_id"], "batch_size": 96}
     assert runs["b128"]["verdict"] == "rejected"
@@ -289,6 +293,35 @@ def test_tag_runs_writes_verdicts_back(sqlite_uri, client):
     hits = client.search_runs([client.get_experiment_by_name(EXP).experiment_id],
                               filter_string=f"tags.`{K.TAG_VERDICT}` = 'rejected'")
     assert [h.info.run_id for h in hits] == [bad]
+    # the one-line verdict is the run's description; what it said before stays below, a re-run replaces it
+    client.set_tag(good, K.TAG_DESCRIPTION, "notes from the person who trained it")
+    assert run_cli(sqlite_uri, "--experiment", EXP, "--tag-runs").exit_code == 0
+    desc = client.get_run(good).data.tags[K.TAG_DESCRIPTION]
+    assert desc.startswith("**compare-runs verdict:** Recommended: ")
+    assert desc.endswith("\n\nnotes from the person who trained it") and desc.count("compare-runs verdict") == 1
+    assert "caches images a second time" in client.get_run(bad).data.tags[K.TAG_DESCRIPTION]
+
+
+def test_log_report_writes_a_decision_run_that_later_comparisons_leave_out(sqlite_uri, client):
+    bad = log_run(client, "bad", tags={K.TAG_CACHE_MODE: "ram", K.TAG_DATA_ON_TMPFS: "true"})
+    good = log_run(client, "good", memory=flat_memory(), map50=[0.4, 0.5], step_s=[3.0] + [0.5] * 50)
+    r = run_cli(sqlite_uri, "--experiment", EXP, "--log-report", "--tag-runs", "--ui-url", "http://mlflow.example:8080/")
+    assert r.exit_code == 0, r.output
+    exp_id = client.get_experiment_by_name(EXP).experiment_id
+    (dec,) = client.search_runs([exp_id], filter_string=f"tags.{K.TAG_RUN_KIND} = '{K.RUN_KIND_DECISION}'")
+    assert dec.info.status == "FINISHED" and dec.info.run_name == "decision: batch 32 recommended"
+    assert set(dec.data.tags[K.TAG_JUDGED_RUNS].split(",")) == {bad, good}
+    assert dec.data.tags[K.TAG_RECOMMENDED_RUN] == good
+    assert f"http://mlflow.example:8080/#/experiments/{exp_id}/runs/{good}?workflowType=machine_learning" \
+        in dec.data.tags[K.TAG_DESCRIPTION]
+    arts = {a.path for a in client.list_artifacts(dec.info.run_id)}
+    assert arts == {K.ARTIFACT_DECISION_MD, K.ARTIFACT_DECISION_JSON, K.ARTIFACT_DECISION_PLOT}
+    # the table's links, the judged runs' descriptions link the report
+    report = f"http://mlflow.example:8080/#/experiments/{exp_id}/runs/{dec.info.run_id}?workflowType=machine_learning"
+    assert "Open in MLflow:" in r.stdout and report in r.stdout
+    assert f"[Decision report]({report})" in client.get_run(good).data.tags[K.TAG_DESCRIPTION]
+    _, obj = judge(sqlite_uri, "--experiment", EXP)
+    assert sorted(by_name(obj)) == ["bad", "good"]  # the decision run is not judged itself
 
 
 def test_markdown_and_plot(sqlite_uri, client, tmp_path):
@@ -299,6 +332,7 @@ def test_markdown_and_plot(sqlite_uri, client, tmp_path):
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("## compare-runs")
     assert "| **a** |" in r.stdout
+    assert "**Open in MLflow:** [compare the 2 judged runs](http://127.0.0.1:5000/#/compare-runs?runs=" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

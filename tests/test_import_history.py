@@ -125,6 +125,28 @@ runs:
     assert run.data.metrics[K.SUMMARY_BEST_MAP50_95] == 0.05
     assert [m.value for m in client.get_metric_history(run.info.run_id, K.BATCH_STEP_S)][0] == 5.0
     assert K.BATCH_DATA_WAIT_S not in run.data.metrics  # not given -> not logged
+    # measured series are not called generated; the memory reference lines follow the samples' steps
+    assert K.TAG_GENERATED_SERIES not in run.data.tags
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, K.MEMORY_USED_GIB)]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, K.MEMORY_LIMIT_GIB)] == steps
+    assert {m.value for m in client.get_metric_history(run.info.run_id, K.MEMORY_TOTAL_GIB)} == {16.0}
+
+
+def test_a_replay_says_what_is_measured_and_what_is_generated(client, seeded):
+    _, runs = seeded
+    b128 = runs["b128"]
+    desc = b128.data.tags[K.TAG_DESCRIPTION]
+    lines = SEED.read_text().splitlines()
+    step_line = next(i for i, x in enumerate(lines, 1) if "step_s: 1.07" in x)
+    assert desc.startswith("**Replay**, not a live run: `seed_2024-08.yaml` lines ")
+    assert f"- s/batch: 1.07 (line {step_line}: \"L43: 1.07 s/batch\")" in desc  # the file's line and its comment
+    assert "first batch s: 10.0" in desc and "ordinary" in desc  # shapes the notes do not give say so
+    generated = b128.data.tags[K.TAG_GENERATED_SERIES].split(",")
+    assert K.BATCH_STEP_S in generated and K.MEMORY_USED_GIB in generated and K.VAL_MAP50 not in generated
+    assert "**Generated**" in desc and f"`{K.BATCH_DATA_WAIT_S}`" in desc
+    assert [a.path for a in client.list_artifacts(b128.info.run_id, K.ARTIFACT_HISTORY_DIR)] == \
+        [f"{K.ARTIFACT_HISTORY_DIR}/{SEED.name}"]
+    assert b128.data.tags["mlflow.user"] and b128.data.tags["mlflow.source.type"]
 
 
 @pytest.mark.parametrize("text,needle", [

@@ -131,12 +131,15 @@ def test_promoted_version_carries_the_audit_trail(store, champion):
     mv = client.get_model_version_by_alias("det-a", "champion")
     t = mv.tags
     assert mv.run_id == run_id
-    assert t[registry.TAG_PREVIOUS_VERSION] == "none" and t[registry.TAG_COMPARED_RUN] == "none"
-    assert t[registry.TAG_FORCED] == "false" and t[registry.TAG_GATES_PASSED] == "true"
-    assert t[registry.TAG_RUN] == run_id and t[registry.TAG_ALIAS] == "champion"
-    assert [g["name"] for g in json.loads(t[registry.TAG_GATES])] == list(registry.GATES)
-    assert all(g["passed"] for g in json.loads(t[registry.TAG_GATES]))
-    assert registry.TAG_TIME in t and registry.TAG_BY in t
+    assert t[registry.TAG_PREVIOUS_VERSION] == "none" and t[registry.TAG_ALIAS] == "champion"
+    assert t[registry.TAG_GATES] == "passed" and "@" in t[registry.TAG_BY]
+    assert set(t) == {registry.TAG_ALIAS, registry.TAG_PREVIOUS_VERSION, registry.TAG_GATES, registry.TAG_BY}
+    # the gate table is readable markdown in the description, one row per gate, with the run linked
+    desc = mv.description
+    assert "| gate | value | threshold | result | note |" in desc and "previous holder: none" in desc
+    for gate in registry.GATES:
+        assert f"| {gate} |" in desc
+    assert "**FAIL**" not in desc and f"runs/{run_id}?workflowType=machine_learning" in desc
     # promoting the holder again writes nothing
     again = promote_cli(uri, run_id, "--model", "det-a")
     assert again.exit_code == 0 and "already holds" in again.output
@@ -287,14 +290,17 @@ def test_promote_force_and_rollback(gated):
     assert res.exit_code == 0, res.output
     v_good = alias_of(client, GATE_MODEL)
     mv = client.get_model_version(GATE_MODEL, v_good)
-    assert mv.tags[registry.TAG_PREVIOUS_VERSION] == v_holder and mv.tags[registry.TAG_COMPARED_RUN] == holder
+    assert mv.tags[registry.TAG_PREVIOUS_VERSION] == v_holder and f"run `{holder}`" in mv.description
+    assert "best mAP50: candidate" in res.output and f"current holder v{v_holder}" in res.output
+    assert f"#/models/{GATE_MODEL}/versions/{v_good}?workflowType=machine_learning" in res.output
 
     bad = clone_run(client, good, **CASES["batch_unchanged"])
     forced = promote_cli(uri, bad, "--model", GATE_MODEL, "--force")
     assert forced.exit_code == 0 and "FORCED" in forced.output
     v_forced = alias_of(client, GATE_MODEL)
     ft = client.get_model_version(GATE_MODEL, v_forced).tags
-    assert ft[registry.TAG_FORCED] == "true" and ft[registry.TAG_GATES_PASSED] == "false"
+    assert ft[registry.TAG_GATES] == "forced: batch_unchanged"
+    assert "**Forced**" in client.get_model_version(GATE_MODEL, v_forced).description
     assert ft[registry.TAG_PREVIOUS_VERSION] == v_good
 
     assert promote_cli(uri, "--model", GATE_MODEL, "--rollback", "--dry-run").exit_code == 0
@@ -354,9 +360,9 @@ def test_two_racing_promotions_leave_one_holder_and_true_audit_trails(store):
     (other,) = set(vs) - {holder}
     # the holder was promoted second, over the other; the other was promoted first, over nothing
     assert vs[holder].tags[registry.TAG_PREVIOUS_VERSION] == other
-    assert vs[holder].tags[registry.TAG_COMPARED_RUN] == vs[other].run_id
+    assert f"run `{vs[other].run_id}`" in vs[holder].description
     assert vs[other].tags[registry.TAG_PREVIOUS_VERSION] == "none"
-    assert vs[holder].tags[registry.TAG_TIME] > vs[other].tags[registry.TAG_TIME]
+    assert vs[holder].creation_timestamp >= vs[other].creation_timestamp
     assert {vs[holder].run_id, vs[other].run_id} == {a, b}
     assert not [m.name for m in client.search_registered_models() if registry.LOCK_INFIX in m.name]
 

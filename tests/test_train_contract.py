@@ -156,6 +156,8 @@ def test_unreachable_store_training_completes_spools_and_syncs_later(tmp_path, s
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED"
     assert run.data.tags[K.TAG_RUN_KIND] == "train" and K.TAG_DATASET_DIGEST in run.data.tags
+    # MLflow's system metrics went through the spool too (their sampler never talks to the store itself)
+    assert any(k.startswith(K.SYSTEM_METRICS_PREFIX) for k in run.data.metrics)
     nb = int(run.data.metrics[K.SUMMARY_BATCHES_PER_EPOCH])
     assert [m.step for m in client.get_metric_history(run.info.run_id, K.BATCH_STEP_S)] == list(range(nb))
     from sai_mlflow.model import find_run_model
@@ -200,3 +202,26 @@ def test_train_refuses_the_seed_double_cache_before_building_a_model(tmp_path):
         assert not (tmp_path / "runs").exists()
     finally:
         shutil.rmtree(shm, ignore_errors=True)
+
+
+def test_run_report_memory_reference_lines_system_metrics_and_links(trained):
+    client, runs, proc, tmp = trained
+    run = runs[0]
+    rid = run.info.run_id
+    arts = {a.path for a in client.list_artifacts(rid)}
+    assert {K.ARTIFACT_SUMMARY_MD, K.ARTIFACT_RUN_PLOT, K.ARTIFACT_MEMORY_TIMELINE} <= arts
+    md = (tmp / "runs" / "train" / K.ARTIFACT_SUMMARY_MD).read_text()
+    assert "s/batch" in md and "projected time for all planned epochs" in md and " h)" in md
+    used = [m.step for m in history(client, run, K.MEMORY_USED_GIB)]
+    for key in (K.MEMORY_TOTAL_GIB, K.MEMORY_LIMIT_GIB):
+        assert [m.step for m in history(client, run, key)] == used, key
+    total = run.data.metrics[K.MEMORY_TOTAL_GIB]
+    assert run.data.metrics[K.MEMORY_LIMIT_GIB] == pytest.approx(0.9 * total)
+    assert any(k.startswith(K.SYSTEM_METRICS_PREFIX + "cpu_") for k in run.data.metrics)
+    assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.type"] == "LOCAL"
+    link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{rid}?workflowType=machine_learning"
+    assert link in proc.stderr
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.name == run.info.run_name  # named after its run, not "model"
+    assert {m.key for m in model.metrics} >= {K.SUMMARY_BEST_MAP50, K.SUMMARY_STEP_S_STEADY}
+    assert {m.dataset_digest for m in model.metrics} == {run.data.tags[K.TAG_DATASET_DIGEST]}

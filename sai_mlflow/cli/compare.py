@@ -12,6 +12,7 @@ import click
 from . import GuardedCommand, UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
+UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)."
 
 
 def check_writable_file(path: str, option: str) -> None:
@@ -41,16 +42,18 @@ def _client(tracking_uri: str | None):
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default configs/decision.yaml).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
 @click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write memory / s-per-batch / mAP50 plots to this PNG.")
-@click.option("--tag-runs", is_flag=True, help="Write the verdict and reason codes back as run tags (sai.verdict, sai.reasons).")
+@click.option("--tag-runs", is_flag=True, help="Write the verdict back: tags sai.verdict, sai.reasons and a one-line run description.")
+@click.option("--log-report", is_flag=True, help="Log a run_kind=decision run: verdict markdown, JSON, plot, links to the judged runs.")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
+@click.option("--ui-url", help=UI_URL_HELP)
 @click.option("--max-memory-fraction", type=float, help="Override the policy's max_memory_fraction.")
 @click.option("--max-map-drop", type=float, help="Override max_map_drop (absolute, 0-1).")
 @click.option("--max-leak-gib-per-hour", type=float, help="Override max_leak_gib_per_hour.")
 @click.option("--max-data-wait-fraction", type=float, help="Override max_data_wait_fraction.")
 @click.option("--max-slowdown", type=float, help="Override max_slowdown.")
 @click.option("--width", type=int, help="Table width in characters (default: the terminal's, 180 when piped).")
-def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, tracking_uri,
-                 max_memory_fraction, max_map_drop, max_leak_gib_per_hour, max_data_wait_fraction,
+def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, log_report,
+                 tracking_uri, ui_url, max_memory_fraction, max_map_drop, max_leak_gib_per_hour, max_data_wait_fraction,
                  max_slowdown, width):
     """Judge runs against the policy: a table, a verdict paragraph, exit 0 when one is recommended.
 
@@ -81,11 +84,26 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     except InputError as e:
         raise UsageError(str(e)) from None
     decision = decide(records, policy)
+    links = _links(ui_url, decision)
+    series = plot_series(client, records) if (plot_file or log_report) else None
+    if log_report:
+        from ..compare.publish import log_report as write_report
+        from ..tracking.store import get_or_create_experiment
+        from ..ui_links import run_url
+
+        exp_id = records[0].experiment_id if run_ids else get_or_create_experiment(client, exp)
+        try:
+            rid = write_report(client, decision, exp_id, links["ui"], series, {"links": _public(links)})
+        except Exception as e:  # a read-only or failing store: say so in one line, no traceback
+            raise UsageError(f"could not log the decision run ({type(e).__name__}: {str(e)[:300]})") from None
+        links["decision_run"] = run_url(links["ui"], exp_id, rid)
 
     if fmt == "json":
-        click.echo(render.to_json(decision))
+        import json
+
+        click.echo(json.dumps({**render.to_json_obj(decision), "links": _public(links)}, indent=2, ensure_ascii=False))
     elif fmt == "markdown":
-        click.echo(render.to_markdown(decision), nl=False)
+        click.echo(render.to_markdown(decision) + "\n" + _links_text(links, markdown=True), nl=False)
     else:
         from rich.console import Console
 
@@ -93,32 +111,70 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         if not width and not console.is_terminal:
             console = Console(width=180)  # piped or logged: rich's 80 columns would fold every cell
         render.render_table(decision, console)
+        console.print(_links_text(links), highlight=False, markup=False, overflow="ignore", crop=False)
 
     if plot_file:
-        render.plot(decision, plot_series(client, records), plot_file)
+        render.plot(decision, series, plot_file)
         click.echo(f"plot written to {plot_file}", err=True)
     if tag_runs:
-        from mlflow.entities import RunTag
-
+        from ..compare.publish import tag_runs as write_tags
         from ..keys import TAG_REASONS, TAG_VERDICT
 
-        with store_refusals(client.tracking_uri, "tagging these runs"):
-            for v in decision.verdicts:
-                client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
-                                                 RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
-        click.echo(f"tagged {len(decision.verdicts)} runs ({TAG_VERDICT}, {TAG_REASONS})", err=True)
+        try:
+            with store_refusals(client.tracking_uri, "tagging these runs"):
+                n = write_tags(client, decision, links.get("decision_run"))
+        except UsageError:
+            raise
+        except Exception as e:
+            raise UsageError(f"could not write the verdict tags ({type(e).__name__}: {str(e)[:300]})") from None
+        click.echo(f"tagged {n} runs ({TAG_VERDICT}, {TAG_REASONS}, description)", err=True)
+    if log_report:
+        click.echo(f"decision run logged: {links['decision_run']}", err=True)
     sys.exit(decision.exit_code)
+
+
+def _links(ui_url: str | None, decision) -> dict:
+    """Deep links for a decision: the compare view of exactly the judged runs, and each run."""
+    from ..ui_links import compare_url, run_url, ui_base
+
+    ui = ui_base(ui_url)
+    recs = [v.record for v in decision.verdicts]
+    return {"ui": ui,
+            "compare": compare_url(ui, [r.experiment_id or "0" for r in recs], [r.run_id for r in recs]),
+            "recommended": (run_url(ui, decision.recommended.record.experiment_id or "0", decision.recommended.run_id)
+                            if decision.recommended is not None else None),
+            "decision_run": None,
+            "runs": {r.run_id: run_url(ui, r.experiment_id or "0", r.run_id) for r in recs}}
+
+
+def _public(links: dict) -> dict:
+    return {k: v for k, v in links.items() if k != "ui"}
+
+
+def _links_text(links: dict, markdown: bool = False) -> str:
+    n = len(links["runs"])
+    rows = [(f"compare the {n} judged runs", links["compare"])]
+    if links["recommended"]:
+        rows.append(("recommended run", links["recommended"]))
+    if links["decision_run"]:
+        rows.append(("decision report", links["decision_run"]))
+    if markdown:
+        return "**Open in MLflow:** " + " · ".join(f"[{name}]({url})" for name, url in rows) + "\n"
+    return "Open in MLflow:\n" + "\n".join(f"  {name + ':':<24} {url}" for name, url in rows)
 
 
 @click.command("import-history")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--experiment", "-e", help="Log into this experiment (else the file's, else MLFLOW_EXPERIMENT_NAME).")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
-def import_history(files, experiment, tracking_uri):
+@click.option("--ui-url", help=UI_URL_HELP)
+def import_history(files, experiment, tracking_uri, ui_url):
     """Log runs described in a history YAML file (docs/history-format.md) as MLflow runs (run_kind=replay)."""
     from ..importers import ImportFailed
     from ..importers.history_file import import_history_file
+    from ..ui_links import run_url, ui_base
 
+    ui = ui_base(ui_url)
     client = _client(tracking_uri)
     for f in files:
         try:
@@ -128,18 +184,21 @@ def import_history(files, experiment, tracking_uri):
             raise UsageError(str(e)) from None
         for res in results:
             click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
+            click.echo(f"{'':>16}  {run_url(ui, res.experiment_id, res.run_id)}")
 
 
 @click.command("import-ultralytics")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--experiment", "-e", help="Log into this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
+@click.option("--ui-url", help=UI_URL_HELP)
 @click.option("--no-weights", is_flag=True, help="Do not upload weights/*.pt as artifacts.")
-def import_ultralytics(run_dirs, experiment, tracking_uri, no_weights):
+def import_ultralytics(run_dirs, experiment, tracking_uri, ui_url, no_weights):
     """Log existing Ultralytics run dirs (args.yaml + results.csv + weights) as MLflow runs (run_kind=import)."""
     from ..importers import ImportFailed
     from ..importers.ultralytics_dir import import_run_dir
     from ..tracking.store import resolve_experiment
+    from ..ui_links import run_url, ui_base
 
     client = _client(tracking_uri)
     exp = resolve_experiment(experiment)
@@ -150,6 +209,7 @@ def import_ultralytics(run_dirs, experiment, tracking_uri, no_weights):
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
+        click.echo(f"{'':>16}  {run_url(ui_base(ui_url), res.experiment_id, res.run_id)}")
 
 
 COMMANDS = [compare_runs, import_history, import_ultralytics]

@@ -26,6 +26,10 @@ HEADLINES = {
 }
 
 
+def _fmt_map(x: float | None) -> str:
+    return "not recorded" if x is None else f"{x:.4f} ({100 * x:.1f} %)"
+
+
 def render(outcome, console) -> None:
     from rich.table import Table
 
@@ -40,6 +44,8 @@ def render(outcome, console) -> None:
             table.add_row(g.name, g.value, g.threshold, "[green]pass[/]" if g.passed else "[red]FAIL[/]", g.note)
         console.print(table)
         console.print(f"model: {ev.model_uri}")
+        held = (f"v{ev.holder.version} {_fmt_map(ev.holder.best_map50)}" if ev.holder else "none")
+        console.print(f"best mAP50: candidate {_fmt_map(ev.best_map50)}; current holder {held}", highlight=False)
     failed = ", ".join(ev.failed) if ev is not None else ""
     verdict = ("every gate passes: it would be promoted" if ev is not None and ev.passed
                else f"gate(s) failed: {failed}")
@@ -62,7 +68,9 @@ def render(outcome, console) -> None:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
               help="Policy YAML (default configs/decision.yaml): min_improvement, max_memory_fraction, ...")
 @click.option("--width", type=int, help="Table width in characters (default: the terminal's).")
-def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rollback, tracking_uri, policy_file, width):
+@click.option("--ui-url", help="MLflow UI base URL for the printed link (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000).")
+def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rollback, tracking_uri, policy_file,
+            width, ui_url):
     """Register RUN_ID's model as a new version of --model and point --alias at it, if it passes the gates.
 
     Gates: run FINISHED; no reject reason from compare-runs; best mAP50 >= the alias holder's +
@@ -75,6 +83,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     from .. import registry
     from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import config_error, make_client, resolve_tracking_uri
+    from ..ui_links import model_version_url, ui_base
 
     if rollback and run_id:
         raise UsageError("--rollback moves the alias back to its previous holder; it takes no RUN_ID")
@@ -95,7 +104,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
             outcome_model = model_name
         else:
             outcome = registry.promote(client, run_id, model_name, alias, policy, force=force, dry_run=dry_run,
-                                       allow_dataset_change=allow_dataset_change)
+                                       allow_dataset_change=allow_dataset_change, ui=ui_base(ui_url))
             outcome_model = None
     except registry.PromotionError as e:
         raise UsageError(str(e)) from None
@@ -110,6 +119,9 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
                                                        prev_version=outcome.previous_version))
     else:
         render(outcome, console)
+    if outcome.version and outcome.action in ("promoted", "forced", "already_holder", "rolled_back"):
+        console.print(f"open it: {model_version_url(ui_base(ui_url), model_name, outcome.version)}",
+                      soft_wrap=True, highlight=False)
     sys.exit(outcome.exit_code)
 
 

@@ -145,8 +145,10 @@ def _check_store(uri: str, experiment: str, artifact_location: str, console) -> 
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--run-name", default=None)
 @click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
-def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight) -> None:
+@click.option("--ui-url", default=None, help="MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)")
+def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
+    from .. import keys as K
     from ..config import ConfigError, load_config
     from ..errors import StoreConfigError
     from ..tracking.settings import TrackingSettings, environment
@@ -188,6 +190,8 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
         final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
         artifact_location=cfg.tracking.artifact_location,
+        system_metrics=cfg.tracking.system_metrics,
+        system_metrics_interval_s=cfg.tracking.system_metrics_interval_s,
     )
     from ..trainer import TrackedDetectionTrainer
 
@@ -225,8 +229,15 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {redact_text(uri)}" if not uri.startswith("http") else redact_text(uri)
-        console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
+        from ..ui_links import run_url, ui_base
+
+        base = ui_base(ui_url)
+        console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}'")
+        console.print(f"open it:   {run_url(base, tracker.experiment_id, tracker.run_id)}", soft_wrap=True, highlight=False)
+        console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
+                      soft_wrap=True, highlight=False)
+        if not uri.startswith("http"):
+            console.print(f"(serve the UI first: mlflow ui --backend-store-uri {redact_text(uri)})", soft_wrap=True, highlight=False)
 
 
 COMMANDS = [train, make_synthetic]

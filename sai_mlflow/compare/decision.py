@@ -73,6 +73,7 @@ class RunRecord:
     run_name: str | None = None
     status: str = "FINISHED"  # MLflow run status
     run_kind: str | None = None
+    experiment_id: str | None = None  # where the run lives (for links into the UI)
     # identity / setup (tags)
     model: str | None = None
     imgsz: int | None = None

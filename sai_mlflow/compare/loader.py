@@ -10,7 +10,8 @@ tells how far the per-epoch mAP50 got and how many memory samples exist, so
 Series are read directly from SQL stores, through an `mlflow server`'s bulk endpoint (sampled in SQL
 on the server, 100 runs a request), else through the public API; all three keep the same points.
 Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
-experiment listing (they are a few batches long) unless named by id.
+experiment listing (they are a few batches long) unless named by id, and so are `decision` runs
+(compare-runs' own reports).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
                                 order_by=["attributes.start_time ASC"]))
     except MlflowException as e:
         raise InputError(f"bad --filter {filter_string!r}: {getattr(e, 'message', e)}") from None
-    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != "probe"]
+    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) not in ("probe", K.RUN_KIND_DECISION)]
     if not runs:
         what = f" matching {filter_string!r}" if filter_string else ""
         raise InputError(f"experiment '{experiment}' has no runs{what}")
@@ -144,6 +145,7 @@ def record_from_run(run) -> RunRecord:
         run_name=run.info.run_name,
         status=run.info.status,
         run_kind=tags.get(K.TAG_RUN_KIND),
+        experiment_id=run.info.experiment_id,
         model=tags.get(K.TAG_MODEL),
         imgsz=_int(tags.get(K.TAG_IMGSZ)),
         dataset_digest=tags.get(K.TAG_DATASET_DIGEST),

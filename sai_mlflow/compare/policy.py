@@ -130,3 +130,11 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
         if v is not None:
             values[k] = v
     return make_policy(values, source)
+
+
+def memory_limit_fraction() -> float:
+    """The fraction drawn as `memory/limit_gib` in runs' memory panels: the default policy's, else 0.90."""
+    try:
+        return load_policy().max_memory_fraction
+    except PolicyError:
+        return Policy().max_memory_fraction

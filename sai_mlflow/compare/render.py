@@ -11,7 +11,7 @@ from typing import Any
 from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
-    REJECT, REJECTED, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
+    REJECT, REJECTED, WARN, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
 )
 
 VERDICT_STYLE = {RECOMMENDED: "bold green", ACCEPTABLE: "green", REJECTED: "red", NOT_COMPARABLE: "dim"}
@@ -158,6 +158,26 @@ def verdict_paragraph(d: Decision) -> str:
     return " ".join(text)
 
 
+def verdict_line(v: Verdict, d: Decision, describe: Callable[[Verdict], str] | None = None) -> str:
+    """One line for one run (its MLflow description): the verdict and, in plain words, why.
+
+    Pass `describe = describer(d.verdicts)` when writing many lines: built once, linear in the runs.
+    """
+    describe = describe or describer(d.verdicts)
+    desc, eta = describe(v), v.record.eta_full_s
+    proj = f", {duration_text(eta)} projected" if eta is not None else ""
+    warns = [x.code for x in v.reasons if x.severity == WARN]
+    warn = f"; warnings: {', '.join(warns)}" if warns else ""
+    if v.verdict == RECOMMENDED:
+        return f"Recommended: {desc}{proj}, the fastest run that passes every reject rule{warn}."
+    if v.verdict == ACCEPTABLE:
+        rec = describe(d.recommended) if d.recommended is not None else "none"
+        return f"Acceptable: {desc}{proj}, slower than the recommended {rec}{warn}."
+    if v.verdict == REJECTED:
+        return f"Rejected: {desc} {_join(_phrase(v, d.policy) or ['fails a reject rule'])}{warn}."
+    return f"Not comparable: {desc} differs from the group judged in model, imgsz, dataset or GPU."
+
+
 # --- table / markdown -------------------------------------------------------------------------
 
 COLUMNS = ("run", "batch", "eff", "cache", "tmpfs", "s/batch", "img/s", "peak/total GiB", "peak %",
@@ -240,8 +260,10 @@ def to_markdown(d: Decision) -> str:
 
 # --- plot -----------------------------------------------------------------------------------------
 
-def plot(d: Decision, series: dict, path: str) -> None:
-    """Memory timelines with the limit line, s/batch over batches with warm-up shaded, mAP50 per epoch."""
+def plot(d: Decision, series: dict, path: str, title: str | None = None) -> None:
+    """Memory timelines with the limit line, s/batch over batches with warm-up shaded, mAP50 per epoch.
+
+    Also a single run's own plot (run_artifacts.py): one verdict, so labels leave it out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,7 +275,7 @@ def plot(d: Decision, series: dict, path: str) -> None:
     for i, v in enumerate(d.verdicts):
         r, c = v.record, colors[i % len(colors)]
         s = series.get(r.run_id, {})
-        label = f"{r.label} ({v.verdict})"
+        label = r.label if len(d.verdicts) == 1 else f"{r.label} ({v.verdict})"
         lw = 2.5 if v.verdict == RECOMMENDED else 1.2
         if s.get("memory"):
             ax_m.plot(*zip(*s["memory"]), color=c, lw=lw, label=label)
@@ -283,6 +305,8 @@ def plot(d: Decision, series: dict, path: str) -> None:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "no data recorded", transform=ax.transAxes, ha="center", color="gray")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,6 +27,7 @@ class ImportResult:
     run_name: str
     experiment: str
     action: str  # "imported" | "already imported"
+    experiment_id: str = "0"  # for the printed link into the UI
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -45,13 +46,14 @@ def find_imported(client, experiment_id: str, fp: str):
 
 
 @contextmanager
-def atomic_run(client, experiment_id: str, run_name: str, start_ms: int, fp: str) -> Iterator[str]:
+def atomic_run(client, experiment_id: str, run_name: str, start_ms: int, fp: str,
+               tags: dict[str, str] | None = None) -> Iterator[str]:
     """A new run that either ends up whole, with fingerprint `fp` set last, or is deleted again.
 
     A half-made run holding the fingerprint would make the next import say "already imported" and log
     nothing; a deleted run is invisible to `find_imported` (MLflow searches active runs only).
     """
-    rid = client.create_run(experiment_id, start_time=start_ms, run_name=run_name).info.run_id
+    rid = client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
     try:
         yield rid
         client.set_tag(rid, TAG_IMPORT_FINGERPRINT, fp)

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import keys as K
+from ..compare.policy import memory_limit_fraction
 from ..redact import redact_mapping
 from ..telemetry.stats import median
 from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
@@ -302,8 +303,12 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
                 mem.append((ts, g))
                 k += 1
                 ts = k * m.interval_s
+        limit = memory_limit_fraction() * m.total_gib if m.total_gib else None
         for i, (ts, g) in enumerate(mem):
             tl.add(K.MEMORY_USED_GIB, g, ts, i)
+            if limit is not None:  # reference lines at the same steps, so MLflow's own panel draws them
+                tl.add(K.MEMORY_TOTAL_GIB, m.total_gib, ts, i)
+                tl.add(K.MEMORY_LIMIT_GIB, limit, ts, i)
         per_window = 6
         for j in range(0, len(mem), per_window):
             win = mem[j:j + per_window]
@@ -371,7 +376,9 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
     from mlflow.entities import Metric, Param, RunTag
 
     from ..tracking.batching import log_batch_chunked
+    from ..tracking.context import source_tags
     from ..tracking.store import get_or_create_experiment, resolve_experiment
+    from . import provenance
 
     hf, specs = parse(path)
     try:
@@ -381,24 +388,29 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
     exp_name = experiment or hf.experiment or resolve_experiment(None)
     exp_id = get_or_create_experiment(client, exp_name)
     results = []
-    for spec, tl, _summary, duration in built:
+    for index, (spec, tl, _summary, duration) in enumerate(built):
         fp = fingerprint(FORMAT, json.dumps(spec.model_dump(mode="json"), sort_keys=True))
         old = find_imported(client, exp_id, fp)
         if old is not None:
-            results.append(ImportResult(old.info.run_id, spec.name, exp_name, "already imported"))
+            results.append(ImportResult(old.info.run_id, spec.name, exp_name, "already imported", exp_id))
             continue
         start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=timezone.utc)
         t0 = start.timestamp()
-        tags = {**_tags(spec), TAG_IMPORT_SOURCE: str(Path(path).resolve())}
+        tags = {**_tags(spec), TAG_IMPORT_SOURCE: str(Path(path).resolve()),
+                K.TAG_DESCRIPTION: provenance.description(path, index, spec)}
+        generated = provenance.generated_series(spec)
+        if generated:
+            tags[K.TAG_GENERATED_SERIES] = ",".join(generated)
         params = {"batch": spec.batch, "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
         if spec.epochs_planned:
             params.setdefault("epochs", spec.epochs_planned)
         params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in params.items()})
         metrics = [Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics]
-        with atomic_run(client, exp_id, spec.name, int(t0 * 1000), fp) as rid:
+        with atomic_run(client, exp_id, spec.name, int(t0 * 1000), fp, tags=source_tags()) as rid:
             log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
                               tags=[RunTag(k, v) for k, v in tags.items()])
+            client.log_artifact(rid, str(path), K.ARTIFACT_HISTORY_DIR)
             if spec.status != "RUNNING":
                 client.set_terminated(rid, spec.status, end_time=int((t0 + duration) * 1000))
-        results.append(ImportResult(rid, spec.name, exp_name, "imported"))
+        results.append(ImportResult(rid, spec.name, exp_name, "imported", exp_id))
     return results

@@ -54,6 +54,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     from mlflow.entities import Metric, Param, RunTag
 
     from ..tracking.batching import log_batch_chunked
+    from ..tracking.context import source_tags
     from ..tracking.store import get_or_create_experiment
 
     d = Path(run_dir)
@@ -77,7 +78,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     old = find_imported(client, exp_id, fp)
     name = args.get("name") or d.name
     if old is not None:
-        return ImportResult(old.info.run_id, old.info.run_name, experiment, "already imported")
+        return ImportResult(old.info.run_id, old.info.run_name, experiment, "already imported", exp_id)
 
     # times: args.yaml is written when training starts; results.csv's `time` is seconds since then
     t0 = args_file.stat().st_mtime
@@ -123,7 +124,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
                            f"({_collision(list(args))}); rename one")
     end = max(t_last, csv_file.stat().st_mtime if csv_file.is_file() else t0)
 
-    with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp) as rid, tempfile.TemporaryDirectory() as tmp:
+    with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid, tempfile.TemporaryDirectory() as tmp:
         log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
                           tags=[RunTag(k, v) for k, v in tags.items()])
         client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file
@@ -133,7 +134,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
             for w in sorted((d / "weights").glob("*.pt")):
                 client.log_artifact(rid, str(w), artifact_path="weights")
         client.set_terminated(rid, "FINISHED", end_time=int(end * 1000))
-    return ImportResult(rid, str(name), experiment, "imported")
+    return ImportResult(rid, str(name), experiment, "imported", exp_id)
 
 
 def _collision(names: list) -> str:

@@ -78,13 +78,24 @@ def _names(names: Any) -> dict[str, str]:
     return {str(int(k)): str(v) for k, v in dict(names).items()}
 
 
+def model_name_for(run_name: str | None) -> str:
+    """The logged model's name: the run's name (two runs' models are then told apart in the UI)."""
+    import re
+
+    cleaned = re.sub(r"[^\w.\-]+", "-", run_name or "").strip("-.")[:100]
+    return cleaned or MODEL_NAME
+
+
 def log_detector_model(client_or_uri, run_id: str, weights_path: str | Path, names, imgsz: int, *,
                        conf: float = DEFAULT_PARAMS["conf"], device: str | None = None,
-                       name: str = MODEL_NAME, step: int = 0) -> str:
+                       name: str = MODEL_NAME, step: int = 0, metrics: dict[str, float] | None = None,
+                       dataset: tuple[str, str] | None = None) -> str:
     """Log `weights_path` as a pyfunc model of run `run_id`; return `models:/<model_id>`.
 
     `names`: class id -> name (dict or list, e.g. `trainer.data['names']`); `imgsz`: inference size
-    (an int; a [w, h] list takes its first value, as Ultralytics trains square).
+    (an int; a [w, h] list takes its first value, as Ultralytics trains square). `metrics` (the run's
+    summary) and `dataset` ((name, digest) it trained on) are attached to the logged model, so its UI
+    page shows them instead of "No metrics recorded" and "Datasets used: None".
     """
     import mlflow.pyfunc
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
@@ -120,7 +131,24 @@ def log_detector_model(client_or_uri, run_id: str, weights_path: str | Path, nam
         finally:
             raise
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
+    if metrics:
+        _log_model_metrics(client, run_id, logged.model_id, metrics, dataset, step)
     return f"models:/{logged.model_id}"
+
+
+def _log_model_metrics(client, run_id: str, model_id: str, metrics: dict[str, float],
+                       dataset: tuple[str, str] | None, step: int) -> None:
+    """MLflow 3 logged-model metrics: run metrics that also carry the model id (and dataset)."""
+    import math
+    import time
+
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    name, digest = dataset if dataset else (None, None)
+    client.log_batch(run_id, metrics=[
+        Metric(k, float(v), ts, step, model_id=model_id, dataset_name=name, dataset_digest=digest)
+        for k, v in metrics.items() if v is not None and math.isfinite(float(v))])
 
 
 def find_run_model(client, run) -> str:

@@ -13,6 +13,7 @@ from .. import keys as K
 from ..log import warn
 from .settings import TrackingSettings
 from .sink import Sink
+from .context import source_tags
 from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
 from .store import config_error, get_or_create_experiment, make_client
 
@@ -24,8 +25,10 @@ class OpenedRun:
     client: object | None = None  # None: offline (spooled under a local id)
     resumed: bool = False
     existing_params: dict[str, str] = field(default_factory=dict)
-    # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample, window.
-    next_steps: tuple[int, int, int] = (0, 0, 0)
+    # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample,
+    # window, system-metrics sample.
+    next_steps: tuple[int, int, int, int] = (0, 0, 0, 0)
+    experiment_id: str = ""  # for the printed link into the UI; empty offline
 
 
 def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
@@ -43,7 +46,7 @@ def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
 
 
 def _create(trainer, s: TrackingSettings) -> OpenedRun:
-    tags = {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}
+    tags = source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage})
     try:
         client = make_client(s.tracking_uri)
         exp_id = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
@@ -53,7 +56,7 @@ def _create(trainer, s: TrackingSettings) -> OpenedRun:
         if refused is not None:  # a misconfiguration (bad URI, login, permission) is refused, not spooled
             raise refused from None
         return _offline(trainer, s, tags, e)
-    return OpenedRun(run_id, _spooling_sink(client, run_id, s), client)
+    return OpenedRun(run_id, _spooling_sink(client, run_id, s), client, experiment_id=exp_id)
 
 
 def _offline(trainer, s: TrackingSettings, tags: dict, error: Exception) -> OpenedRun:
@@ -97,7 +100,7 @@ def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
     client = make_client(s.tracking_uri)
     run = client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
     opened = OpenedRun(run_id, _spooling_sink(client, run_id, s), client, resumed=bool(trainer.args.resume),
-                       existing_params=dict(run.data.params))
+                       existing_params=dict(run.data.params), experiment_id=run.info.experiment_id)
     if opened.resumed:
         opened.sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
         opened.next_steps = _next_steps(client, run_id)
@@ -109,11 +112,13 @@ def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
 def _spooling_sink(client, run_id: str, s: TrackingSettings) -> SpoolingSink:
     """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
     return SpoolingSink(client, run_id, report=warn, upload_interval_s=s.publish_interval_s,
-                        drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0), meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
+                        drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
+                        meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
 
 
-def _next_steps(client, run_id: str) -> tuple[int, int, int]:
+def _next_steps(client, run_id: str) -> tuple[int, int, int, int]:
     def next_step(key: str) -> int:
         return max((m.step for m in client.get_metric_history(run_id, key)), default=-1) + 1
 
-    return next_step(K.BATCH_STEP_S), next_step(K.MEMORY_USED_GIB), next_step(K.MEMORY_WINDOW_PEAK_GIB)
+    return (next_step(K.BATCH_STEP_S), next_step(K.MEMORY_USED_GIB), next_step(K.MEMORY_WINDOW_PEAK_GIB),
+            next_step(K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage"))

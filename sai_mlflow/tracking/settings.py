@@ -20,6 +20,8 @@ _ENV = {
     "final_flush_timeout_s": "SAI_MLFLOW_FLUSH_TIMEOUT_S",
     "log_model": "SAI_MLFLOW_LOG_MODEL",
     "artifact_location": "SAI_MLFLOW_ARTIFACT_LOCATION",
+    "system_metrics": "SAI_MLFLOW_SYSTEM_METRICS",
+    "system_metrics_interval_s": "SAI_MLFLOW_SYSTEM_METRICS_INTERVAL_S",
 }
 
 
@@ -35,6 +37,8 @@ class TrackingSettings:
     final_flush_timeout_s: float = 10.0
     log_model: bool = True
     artifact_location: str = ""
+    system_metrics: bool = True  # MLflow's system/* metrics (CPU, RAM, disk, network, GPU)
+    system_metrics_interval_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":

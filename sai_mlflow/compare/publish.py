@@ -1,0 +1,88 @@
+"""A decision written back into MLflow, so the answer is visible where users look: the UI.
+
+- `tag_runs`: each judged run gets `sai.verdict`, `sai.reasons` and its one-line verdict as the first
+  paragraph of its MLflow description (what the description said before is kept below it);
+- `log_report`: a `run_kind=decision` run holding the verdict markdown, the JSON, the plot and links
+  to the runs it judged.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .. import keys as K
+from ..ui_links import run_url
+from . import render
+from .decision import Decision
+
+VERDICT_MARK = "**compare-runs verdict:**"
+
+
+def with_verdict(existing: str | None, line: str) -> str:
+    """Pure: the verdict paragraph first, then the old description (a previous verdict is replaced)."""
+    rest = existing or ""
+    if rest.startswith(VERDICT_MARK):
+        rest = rest.split("\n\n", 1)[1] if "\n\n" in rest else ""
+    return f"{VERDICT_MARK} {line}" + (f"\n\n{rest}" if rest else "")
+
+
+def links_md(d: Decision, ui: str) -> str:
+    """A markdown list: each judged run, linked, with its verdict line."""
+    describe = render.describer(d.verdicts)
+    return "\n".join(
+        f"- [{v.record.label}]({run_url(ui, v.record.experiment_id or '0', v.run_id)}) — "
+        f"{render.verdict_line(v, d, describe)}" for v in d.verdicts)
+
+
+def tag_runs(client, d: Decision, report_url: str | None = None) -> int:
+    """Verdict tags and description on every judged run; returns how many were written."""
+    from mlflow.entities import RunTag
+
+    describe = render.describer(d.verdicts)
+    for v in d.verdicts:
+        line = render.verdict_line(v, d, describe) + (f" [Decision report]({report_url})" if report_url else "")
+        old = client.get_run(v.run_id).data.tags.get(K.TAG_DESCRIPTION)
+        client.log_batch(v.run_id, tags=[RunTag(K.TAG_VERDICT, v.verdict),
+                                         RunTag(K.TAG_REASONS, ",".join(v.codes()) or "none"),
+                                         RunTag(K.TAG_DESCRIPTION, with_verdict(old, line))])
+    return len(d.verdicts)
+
+
+def decision_run_name(d: Decision) -> str:
+    if d.recommended is None:
+        return "decision: no run acceptable"
+    return f"decision: {render.describer(d.verdicts)(d.recommended)} recommended"
+
+
+def log_report(client, d: Decision, experiment_id: str, ui: str, series: dict | None,
+               extra_json: dict | None = None) -> str:
+    """Create the decision run (FINISHED) with its artifacts; returns its run id."""
+    from mlflow.entities import RunTag
+
+    from ..tracking.context import source_tags
+
+    rec = d.recommended.run_id if d.recommended is not None else "none"
+    tags = source_tags({K.TAG_RUN_KIND: K.RUN_KIND_DECISION,
+                        K.TAG_JUDGED_RUNS: ",".join(v.run_id for v in d.verdicts)[:5000],
+                        K.TAG_RECOMMENDED_RUN: rec})
+    run = client.create_run(experiment_id, run_name=decision_run_name(d), tags=tags)
+    rid = run.info.run_id
+    body = f"{render.verdict_paragraph(d)}\n\n**Judged runs**\n\n{links_md(d, ui)}\n"
+    try:
+        client.log_batch(rid, tags=[RunTag(K.TAG_DESCRIPTION, body[:50000])])
+        with tempfile.TemporaryDirectory(prefix="sai_decision_") as tmp:
+            out = Path(tmp)
+            (out / K.ARTIFACT_DECISION_MD).write_text(render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d, ui) + "\n")
+            obj = {**render.to_json_obj(d), **(extra_json or {})}
+            (out / K.ARTIFACT_DECISION_JSON).write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+            if series is not None:
+                render.plot(d, series, str(out / K.ARTIFACT_DECISION_PLOT))
+            client.log_artifacts(rid, tmp)
+        client.set_terminated(rid, "FINISHED")
+    except Exception:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid
+
