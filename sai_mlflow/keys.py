@@ -27,7 +27,11 @@ CONTRACT_TAGS = (
 )
 
 CACHE_MODES = ("none", "ram", "disk")
-RUN_KINDS = ("train", "probe", "import", "replay")
+RUN_KIND_TRAIN = "train"
+RUN_KIND_PROBE = "probe"
+RUN_KIND_PROBE_SESSION = "probe_session"
+RUN_KINDS = (RUN_KIND_TRAIN, RUN_KIND_PROBE, "import", "replay", RUN_KIND_PROBE_SESSION)
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag: a probe under its session
 MEMORY_SOURCES = ("nvml", "rss")
 
 # Written by compare-runs --tag-runs and preflight; not part of the run identity.
@@ -40,6 +44,19 @@ TAG_LOCAL_RUN_ID = "sai.local_run_id"  # sync: the local-… id a run was spoole
 TAG_NOTE_INF_CLAMPED = "sai.note.inf_clamped"  # keys whose ±inf a SQL store keeps as ±1.8e308
 TAG_NOTE_KEYS_MAPPED = "sai.note.keys_mapped"  # names MLflow rejects -> the names they were logged under
 TAG_NOTE_SET_ASIDE = "sai.note.set_aside"  # non-numeric values kept in the spool, shown by sync --dry-run
+
+# The live guard (sai_mlflow/guard.py): a finding during training, and the code that stopped it.
+TAG_ALERT_PREFIX = "sai.alert."  # sai.alert.<reason code> = the one-line message with its fix
+TAG_STOPPED_BY = "sai.stopped_by"
+
+# `sai-mlflow probe`: on each probe run, and on the probe_session parent.
+TAG_PROBE_OUTCOME = "sai.probe.outcome"            # probe: measured / over_limit / failed
+TAG_PROBE_PREDICTED_PEAK = "sai.probe.predicted_peak_gib"  # probe: the fit's forecast when it was launched
+TAG_PROBE_BATCHES = "sai.probe.batches"            # session: the batches probed, in order
+TAG_PROBE_RECOMMENDED = "sai.probe.recommended_batch"
+TAG_PROBE_SUGGESTED = "sai.probe.suggested_batch"
+TAG_PROBE_NEXT_COMMAND = "sai.probe.next_command"
+TAG_PROBE_STOP_REASON = "sai.probe.stop_reason"    # session: why --auto stopped growing
 
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (

@@ -84,12 +84,24 @@ class RunTracker:
         self.audit = getattr(trainer, "sai_audit", None)
         self._batch_cursor = 0
         self._mem_cursor = 0
+        self.setup_tags: dict[str, str] = {}
+        self.guard = self._make_guard()
         self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
         self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
         self.publisher = Publisher(
             self.sink, [self._collect_batches, self._collect_memory],
             interval_s=self.settings.publish_interval_s, report=report,
         ).start()
+
+    def _make_guard(self):
+        """The live guard (guard.py); a policy that cannot be read turns the guard off, never training."""
+        try:
+            from .guard import guard_from_settings
+
+            return guard_from_settings(self.settings)
+        except Exception as e:
+            report(f"sai_mlflow: the live guard is off for this run ({type(e).__name__}: {e})")
+            return None
 
     # --- run resolution ---------------------------------------------------------------------------
     def _open_mlflow_run(self, trainer) -> Sink:
@@ -104,7 +116,7 @@ class RunTracker:
                 exp_id = get_or_create_experiment(self.client, s.experiment)
                 run_id = self.client.create_run(
                     exp_id, run_name=s.run_name or trainer.args.name,
-                    tags={K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage},
+                    tags={K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage},
                 ).info.run_id
             except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
                 self.client = None
@@ -137,7 +149,7 @@ class RunTracker:
         run_file.write_text(self.run_id + "\n")
         return SpoolingSink(None, self.run_id, report=report, meta={
             "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": {K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage}})
+            "tags": {K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage}})
 
     def _spooling_sink(self, run_id: str) -> Sink:
         """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
@@ -208,9 +220,10 @@ class RunTracker:
             K.TAG_MODEL: Path(str(args.get("model"))).name,
             K.TAG_IMGSZ: str(imgsz_int(args.get("imgsz"))),
             K.TAG_STAGE: self.settings.stage,
-            K.TAG_RUN_KIND: "train",
+            K.TAG_RUN_KIND: self.settings.run_kind,
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
         }
+        self.setup_tags = tags
         self.publisher.put(Batch(params=params, tags=tags))
         data_yaml = args.get("data")
         self.audit = self.audit or getattr(trainer, "sai_audit", None)  # a preflight may have audited already
@@ -298,6 +311,8 @@ class RunTracker:
         summary = self._summary(trainer, epoch)
         points += [(k, v, ts, 0) for k, v in summary.items()]
         self.publisher.put(Batch(metrics=points, tags={K.TAG_BATCH_SIZE_EFFECTIVE: str(trainer.batch_size)}))
+        if self.guard is not None and validated:
+            self.guard.after_epoch(self, trainer, epoch, values, summary)
 
     def _summary(self, trainer, epochs_completed: int) -> dict[str, float]:
         rows = list(self.clock.rows)

@@ -78,6 +78,17 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     return findings, ctx
 
 
+def _checked_policy(policy_file: str | None) -> str:
+    """The guard's policy file, read once here so that a bad one is refused (exit 2) before training."""
+    from ..compare.policy import PolicyError, load_policy
+
+    try:
+        load_policy(policy_file)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    return str(Path(policy_file).resolve()) if policy_file else ""
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -87,7 +98,9 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--run-name", default=None)
 @click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
-def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight) -> None:
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="the live guard's policy YAML, as for compare-runs [default: configs/decision.yaml]")
+def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, policy_file) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
     from ..config import ConfigError, load_config
     from ..tracking.settings import TrackingSettings, environment
@@ -99,6 +112,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         cfg = load_config(config_path, list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
+    policy_file = _checked_policy(policy_file)
     args = cfg.train_args()
     data = Path(str(args["data"]))
     if not data.exists() and cfg.synthetic is not None:
@@ -121,6 +135,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
         memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
         final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
+        guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file,
     )
     from ..trainer import TrackedDetectionTrainer
 

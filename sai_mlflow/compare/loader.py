@@ -7,8 +7,9 @@ tells how far the per-epoch mAP50 got and how many memory samples exist, so
 - `val/mAP50` per epoch (a hundred-odd points), for runs that reached the later window;
 - the steady-state half of `memory/used_gib`, sampled to at most `MEMORY_POINTS` points in SQL
   (MLflow's `get_metric_history_bulk_interval`), for runs long enough to judge a leak.
-Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
-experiment listing (they are a few batches long) unless named by id.
+Runs of kind `train`, `import` and `replay` are treated alike. `probe` runs (a few batches long)
+are evidence, never candidates: `split_evidence` sets them apart so that they only add points to the
+memory fit; `probe_session` parents (no figures of their own) are left out of an experiment listing.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
         token = page.token
         if not token:
             break
-    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != "probe"]
+    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != K.RUN_KIND_PROBE_SESSION]
     if not runs:
         what = f" matching {filter_string!r}" if filter_string else ""
         raise InputError(f"experiment '{experiment}' has no runs{what}")
@@ -263,6 +264,13 @@ def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]],
             r.memory_steady = [(m.timestamp / 1000.0, float(m.value)) for m in pts if math.isfinite(m.value)]
             if advance:
                 advance()
+
+def split_evidence(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(candidates, probes): a probe is a few batches long, so it informs the memory fit but is
+    never judged as if it were a finished training."""
+    probes = [r for r in records if r.run_kind == K.RUN_KIND_PROBE]
+    return [r for r in records if r.run_kind != K.RUN_KIND_PROBE], probes
+
 
 def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,
                  filter_string: str | None = None, policy=None, progress: bool = True) -> list[RunRecord]:

@@ -19,6 +19,9 @@ _ENV = {
     "publish_interval_s": "SAI_MLFLOW_PUBLISH_INTERVAL_S",
     "final_flush_timeout_s": "SAI_MLFLOW_FLUSH_TIMEOUT_S",
     "log_model": "SAI_MLFLOW_LOG_MODEL",
+    "run_kind": "SAI_MLFLOW_RUN_KIND",
+    "guard_stop_on": "SAI_MLFLOW_GUARD_STOP_ON",
+    "policy_file": "SAI_MLFLOW_POLICY_FILE",
 }
 
 
@@ -33,6 +36,9 @@ class TrackingSettings:
     publish_interval_s: float = 5.0
     final_flush_timeout_s: float = 10.0
     log_model: bool = True
+    run_kind: str = "train"         # `probe` for a run of `sai-mlflow probe`
+    guard_stop_on: str = ""         # reason codes, comma-separated: the live guard stops on these
+    policy_file: str = ""           # the guard's policy (else configs/decision.yaml)
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":
