@@ -206,7 +206,10 @@ class RunTracker:
             params = {k: v for k, v in params.items() if k not in self.existing_params}
         train_path = (trainer.data or {}).get("train")
         on_tmpfs = False
-        if train_path:
+        preset = self.audit or getattr(trainer, "sai_audit", None)
+        if preset is not None:  # audited before (train's preflight, a probe): where the real images live
+            on_tmpfs = bool(preset.on_tmpfs)
+        elif train_path:
             from .data.audit import is_on_tmpfs
 
             first = train_path[0] if isinstance(train_path, list) else train_path
