@@ -15,6 +15,18 @@ from . import UsageError
 from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy
 
 
+def _stdout_for_json_only():
+    """--format json: stdout carries exactly the JSON object. Ultralytics logs to stdout (its settings
+    notice even on import), so everything else is sent to stderr at the descriptor level; the JSON goes
+    to the stdout saved here."""
+    import os
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    return os.fdopen(saved, "w")
+
+
 @click.command("probe")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -35,6 +47,7 @@ from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy
 def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batches, val_batches, policy_file,
           max_memory_fraction, tracking_uri, experiment, fmt) -> None:
     """Probe batch sizes with short real trainings; recommend one with compare-runs' rules."""
+    json_out = _stdout_for_json_only() if fmt == "json" else None
     from ..compare.policy import PolicyError, load_policy
     from ..config import ConfigError, load_config
     from ..probe.plan import DEFAULT_AUTO_START, DEFAULT_BATCHES, DEFAULT_MAX_PROBES, DEFAULT_VAL_BATCHES, \
@@ -109,10 +122,11 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
         plot_file = None
     obj = report.to_json_obj(result)
     session.close(result, obj, report.to_markdown(result), plot_file)
-    if fmt == "json":
+    if json_out is not None:
         import json
 
-        click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+        json_out.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+        json_out.flush()
     else:
         from rich.console import Console
 

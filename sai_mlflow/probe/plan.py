@@ -20,6 +20,7 @@ DEFAULT_VAL_BATCHES = 2    # validation batches (at Ultralytics' validation batc
 DEFAULT_AUTO_START = 16
 DEFAULT_MAX_PROBES = 4
 GROWTH = 2
+MIN_GAIN = 1.1             # --auto does not probe a batch less than 10 % above the largest probed
 
 
 class PlanError(ValueError):
@@ -101,6 +102,9 @@ def next_auto(points: Sequence[Point], limit_gib: float | None, start: int = DEF
     if safe is None or safe <= last:
         return Step(None, None, f"batch {want} is forecast at {pred:.2f} GiB, over the limit {limit_gib:.2f} GiB, "
                                 f"and no batch above {last} is forecast under it: {last} is the largest safe batch")
+    if safe < last * MIN_GAIN:
+        return Step(None, None, f"batch {want} is forecast at {pred:.2f} GiB, over the limit {limit_gib:.2f} GiB; "
+                                f"the largest safe batch, {safe}, is within {MIN_GAIN - 1:.0%} of the probed {last}")
     return Step(safe, fit.predict(safe),
                 f"batch {want} is forecast over the limit ({pred:.2f} > {limit_gib:.2f} GiB): the largest "
                 f"batch forecast under it instead")
