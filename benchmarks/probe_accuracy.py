@@ -50,6 +50,8 @@ def main() -> int:
     ap.add_argument("--measure", type=int, default=16)
     ap.add_argument("--probe-batches", type=int, default=12)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--autobatch", action="store_true",
+                    help="also train one epoch with Ultralytics' AutoBatch (batch=-1) and show its choice and peak")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="probe-acc-"))
@@ -124,6 +126,9 @@ def main() -> int:
           f"({dep_pred:.3f} vs {dep_meas:.3f} GiB above the fit's fixed part)")
     print(f"probe session wall time: {session_s:.0f} s for {len(probes)} probes")
 
+    if args.autobatch:
+        autobatch(args, tmp, env, uri, client, probes, fit)
+
     # the seed: three probes (32, 64, 96) of 60 batches, fixed cost as measured here per probe
     fixed = sorted(p["fixed_s"] for p in probes)[len(probes) // 2]
     epoch_s = math.ceil(SEED_IMAGES / SEED_BATCH) * SEED_STEP_S + SEED_VAL_S
@@ -142,6 +147,39 @@ def main() -> int:
     print(f"  three-probe session {total:.0f} s = {total / 60:.1f} min vs one epoch at b96 {epoch_s:.0f} s = "
           f"{epoch_s / 60:.1f} min: ratio {total / epoch_s:.2f}")
     return 0
+
+
+AUTOBATCH = """
+import sys
+from sai_mlflow.tracking.settings import TrackingSettings, environment
+from sai_mlflow.trainer import TrackedDetectionTrainer
+overrides = dict(model=sys.argv[1], data=sys.argv[2], imgsz=int(sys.argv[3]), device=sys.argv[4],
+                 workers=int(sys.argv[5]), project=sys.argv[6], name="autobatch", epochs=1, batch=-1,
+                 plots=False, val=True, amp=sys.argv[4] != "cpu", exist_ok=True)
+with environment(TrackingSettings(tracking_uri=sys.argv[7], experiment="autobatch", run_name="autobatch",
+                                  log_model=False, memory_interval_s=0.25)):
+    TrackedDetectionTrainer(overrides=overrides).train()
+"""
+
+
+def autobatch(args, tmp: Path, env: dict, uri: str, client, probes: list, fit) -> None:
+    """Ultralytics' AutoBatch (batch=-1: aims at 60 % of CUDA memory, training only) in the tracked
+    trainer, so its chosen batch and its measured peak, validation included, sit beside the probes'."""
+    from sai_mlflow import keys as K
+
+    r = subprocess.run([sys.executable, "-c", AUTOBATCH, args.model, str(tmp / "data" / "data.yaml"), str(args.imgsz),
+                        args.device, str(args.workers), str(tmp / "runs"), uri], cwd=tmp, env=env,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"AutoBatch run failed: {r.stderr[-2000:]}")
+        return
+    (run,) = client.search_runs([client.get_experiment_by_name("autobatch").experiment_id])
+    m, t = run.data.metrics, run.data.tags
+    chosen = int(t[K.TAG_BATCH_SIZE_EFFECTIVE])
+    print(f"AutoBatch (batch=-1): chose batch {chosen}; measured peak {m[K.SUMMARY_PEAK_GIB]:.3f} GiB "
+          f"(train {m.get(K.EPOCH_TRAIN_PEAK_GIB, float('nan')):.3f}, validation {m.get(K.EPOCH_VAL_PEAK_GIB, float('nan')):.3f}) "
+          f"of {m.get(K.SUMMARY_TOTAL_GIB, float('nan')):.1f} GiB = {100 * m.get(K.SUMMARY_PEAK_FRACTION, float('nan')):.1f} %; "
+          f"the probes' fit forecast {fit.predict(chosen):.3f} GiB for it")
 
 
 if __name__ == "__main__":
