@@ -8,6 +8,7 @@ mistake stops here, before a model is built or GPU time is spent.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +86,16 @@ class TrainConfig(Strict):
     source: str | None = Field(None, exclude=True)
 
     def train_args(self) -> dict[str, Any]:
-        """Ultralytics trainer overrides, as given (Ultralytics fills in the rest)."""
-        return dict(self.train)
+        """Ultralytics trainer overrides, as given (Ultralytics fills in the rest).
+
+        A relative `project:` is resolved against the working directory: Ultralytics would put it under
+        its global runs_dir (from its settings file), far from where the user ran the command.
+        """
+        args = dict(self.train)
+        project = args.get("project")
+        if isinstance(project, str) and project and not os.path.isabs(project):
+            args["project"] = os.path.abspath(project)
+        return args
 
 
 def _ultralytics_defaults() -> dict[str, Any]:

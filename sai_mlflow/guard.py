@@ -119,7 +119,7 @@ class Guard:
     # --- glue: called by the tracker at the end of a validated epoch (the logging process only) -----
     def after_epoch(self, tracker, trainer, epoch: int, values: dict, summary: dict) -> None:
         """Judge, print, tag, and ask Ultralytics to stop after this epoch when stop_on says so."""
-        from .tracker import report
+        from .log import warn
         from .tracking.sink import Batch
 
         if values.get(K.VAL_MAP50) is not None:
@@ -128,12 +128,12 @@ class Guard:
         alerts = self.judge(record, val_peak_is_max=self._val_peak_is_max(values))
         tags = {}
         for a in alerts:
-            report(f"sai_mlflow guard: {a.line}")
+            warn(f"sai_mlflow guard: {a.line}")
             tags[K.TAG_ALERT_PREFIX + a.reason.code] = a.line[:5000]
             if a.stop:
                 tags[K.TAG_STOPPED_BY] = a.reason.code
                 trainer.stop = True
-                report(f"sai_mlflow guard: stopping at the end of epoch {epoch} on {a.reason.code} "
+                warn(f"sai_mlflow guard: stopping at the end of epoch {epoch} on {a.reason.code} "
                        f"(guard.stop_on); last.pt is saved and the run ends FINISHED")
         if tags:
             tracker.publisher.put(Batch(tags=tags))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import math
 import os
 import random
 import socket
@@ -36,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from . import keys as K
+from .telemetry.stats import finite
+from .tracking.mlflow_errors import is_already_exists, is_not_found
 
 # audit tags written on a promoted version
 TAG_PREFIX = "sai.promotion."
@@ -137,15 +138,6 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _is_missing(e: Exception) -> bool:
-    code = str(getattr(e, "error_code", ""))
-    return "RESOURCE_DOES_NOT_EXIST" in code or "NOT_FOUND" in code or "not found" in str(e).lower()
-
-
-def _num(x) -> float | None:
-    return float(x) if x is not None and isinstance(x, (int, float)) and math.isfinite(x) else None
-
-
 def _fmt(x: float | None, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
@@ -156,7 +148,7 @@ def get_run(client, run_id: str):
     try:
         return client.get_run(run_id)
     except MlflowException as e:
-        if _is_missing(e):
+        if is_not_found(e):
             raise PromotionError(f"unknown run id '{run_id}' in {client.tracking_uri}") from None
         raise PromotionError(f"cannot read run '{run_id}': {getattr(e, 'message', e)}") from None
 
@@ -168,7 +160,7 @@ def current_holder(client, model_name: str, alias: str):
     try:
         rm = client.get_registered_model(model_name)
     except MlflowException as e:
-        if _is_missing(e):
+        if is_not_found(e):
             return None
         raise
     version = (rm.aliases or {}).get(alias)
@@ -182,7 +174,7 @@ def _holder_info(client, mv) -> Holder | None:
     if h.run_id:
         try:
             run = client.get_run(h.run_id)
-            h.best_map50 = _num(run.data.metrics.get(K.SUMMARY_BEST_MAP50))
+            h.best_map50 = finite(run.data.metrics.get(K.SUMMARY_BEST_MAP50))
             h.dataset_digest = run.data.tags.get(K.TAG_DATASET_DIGEST)
         except Exception:
             pass  # the holder's run was deleted: its figures stay unknown (and the gates say so)
@@ -210,7 +202,7 @@ def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool
     gates.append(Gate("comparator", ", ".join(r.code for r in rejects) or NONE, "no reject reason", not rejects,
                       "; ".join(r.message for r in rejects)))
 
-    best = _num(metrics.get(K.SUMMARY_BEST_MAP50))
+    best = finite(metrics.get(K.SUMMARY_BEST_MAP50))
     gain = policy.min_improvement
     if holder is None:
         gates.append(Gate("map_improvement", _fmt(best), "no holder", True, "nothing holds the alias"))
@@ -240,7 +232,7 @@ def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool
                       bs is not None and eff is not None and str(eff).strip() == str(bs).strip(),
                       "" if bs and eff else "batch_size or batch_size_effective not recorded"))
 
-    frac = _num(metrics.get(K.SUMMARY_PEAK_FRACTION))
+    frac = finite(metrics.get(K.SUMMARY_PEAK_FRACTION))
     gates.append(Gate("memory_fraction", _fmt(frac, 3), f"<= {policy.max_memory_fraction:g}",
                       frac is not None and frac <= policy.max_memory_fraction,
                       "" if frac is not None else f"{K.SUMMARY_PEAK_FRACTION} not recorded"))
@@ -295,8 +287,7 @@ def promotion_lock(client, model_name: str, alias: str, wait_s: float = LOCK_WAI
                                            description="sai-mlflow promotion lock; deleted when the promotion ends")
             break
         except MlflowException as e:
-            code = str(getattr(e, "error_code", ""))
-            if "ALREADY_EXISTS" not in code and "already exists" not in str(e).lower():
+            if not is_already_exists(e):
                 raise
         try:  # held: break it if its owner died long ago
             rm = client.get_registered_model(name)
@@ -337,7 +328,7 @@ def _ensure_registered_model(client, model_name: str) -> None:
     try:
         client.create_registered_model(model_name, description="registered by sai-mlflow promote")
     except MlflowException as e:
-        if "ALREADY_EXISTS" not in str(getattr(e, "error_code", "")) and "already exists" not in str(e).lower():
+        if not is_already_exists(e):
             raise
 
 

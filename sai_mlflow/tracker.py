@@ -14,17 +14,20 @@ from pathlib import Path
 
 from . import keys as K
 from .env_info import environment_params
+from .log import warn
 from .telemetry.clock import BatchClock
+from .telemetry.epoch import EpochInputs, epoch_metrics
 from .telemetry.memory import sampler_for, torch_peaks_gib
 from .telemetry.monitor import MemoryMonitor
-from .telemetry.stats import median
 from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
+from .tracking.run_open import open_run
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
-from .tracking.spool import SpoolingSink
-from .tracking.store import get_or_create_experiment, make_client, probe
+from .tracking.store import probe
+from .ultralytics_args import cache_mode, train_imgsz
 
+SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
 SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
 REDACTED = "***redacted***"
 
@@ -32,28 +35,6 @@ REDACTED = "***redacted***"
 def redact(params: dict) -> dict[str, str]:
     """No secrets in params: values of keys that look like tokens, passwords or keys are hidden."""
     return {k: (REDACTED if SECRET_RE.search(k) else str(v)) for k, v in params.items()}
-
-
-def cache_mode(cache) -> str:
-    """Ultralytics `cache` -> the contract's none/ram/disk."""
-    if cache is True or str(cache).lower() in ("true", "ram"):
-        return "ram"
-    if str(cache).lower() == "disk":
-        return "disk"
-    return "none"
-
-
-def imgsz_int(imgsz) -> int:
-    """Ultralytics trains a list imgsz at its largest side (square letterbox/mosaic)."""
-    if isinstance(imgsz, list | tuple):
-        return int(max(imgsz))
-    return int(imgsz)
-
-
-def report(msg: str) -> None:
-    from ultralytics.utils import LOGGER
-
-    LOGGER.warning(msg)
 
 
 class RunTracker:
@@ -64,12 +45,6 @@ class RunTracker:
         self.disabled = False
         self._failed_hooks: set[str] = set()
         self.clock = BatchClock()
-        self.client = None
-        self.run_id = ""
-        self.resumed = False
-        self.existing_params: dict[str, str] = {}
-        self.mem_offset = 0
-        self.window_index = 0
         self.requested_batch: int | None = None
         self.batches_per_epoch: int | None = None
         self.epoch_rows_start = 0
@@ -86,11 +61,23 @@ class RunTracker:
         self._mem_cursor = 0
         self.setup_tags: dict[str, str] = {}
         self.guard = self._make_guard()
-        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s).start()
-        self.sink = sink if sink is not None else self._open_mlflow_run(trainer)
+        self.window_index = 0
+        self._window_cursor = 0
+        self.mem_offset = 0
+        if sink is not None:  # tests: an in-memory sink, no store
+            self.client, self.run_id, self.sink = None, "", sink
+            self.resumed, self.existing_params = False, {}
+        else:  # may raise (caller: tracking off); nothing is started before it
+            opened = open_run(trainer, self.settings)
+            self.client, self.run_id, self.sink = opened.client, opened.run_id, opened.sink
+            self.resumed, self.existing_params = opened.resumed, opened.existing_params
+            self.clock.offset, self.mem_offset, self.window_index = opened.next_steps
+        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s,
+                                     report=warn).start()
         self.publisher = Publisher(
             self.sink, [self._collect_batches, self._collect_memory],
-            interval_s=self.settings.publish_interval_s, report=report,
+            interval_s=self.settings.publish_interval_s, report=warn,
+            write_interval_s=SPOOL_WRITE_INTERVAL_S, window_collectors=[self._collect_memory_window],
         ).start()
 
     def _make_guard(self):
@@ -100,73 +87,8 @@ class RunTracker:
 
             return guard_from_settings(self.settings)
         except Exception as e:
-            report(f"sai_mlflow: the live guard is off for this run ({type(e).__name__}: {e})")
+            warn(f"sai_mlflow: the live guard is off for this run ({type(e).__name__}: {e})")
             return None
-
-    # --- run resolution ---------------------------------------------------------------------------
-    def _open_mlflow_run(self, trainer) -> Sink:
-        s = self.settings
-        run_file = Path(trainer.wdir) / K.RUN_ID_FILE
-        run_id = s.run_id
-        if not run_id and trainer.args.resume and run_file.is_file():
-            run_id = run_file.read_text().strip()
-        if not run_id:
-            try:
-                self.client = make_client(s.tracking_uri)
-                exp_id = get_or_create_experiment(self.client, s.experiment)
-                run_id = self.client.create_run(
-                    exp_id, run_name=s.run_name or trainer.args.name,
-                    tags={K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage},
-                ).info.run_id
-            except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
-                self.client = None
-                return self._offline_sink(trainer, e, run_file)
-            sink = self._spooling_sink(run_id)
-        else:  # attach (DDP worker, --resume): the run must be reachable, steps continue from the store
-            self.client = make_client(s.tracking_uri)
-            run = self.client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
-            self.resumed = bool(trainer.args.resume)
-            self.existing_params = dict(run.data.params)
-            sink = self._spooling_sink(run_id)
-            if self.resumed:
-                sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
-                self._continue_steps(run_id)
-            if run.info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
-        self.run_id = run_id
-        run_file.parent.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(run_id + "\n")
-        return sink
-
-    def _offline_sink(self, trainer, error: Exception, run_file: Path) -> Sink:
-        from .tracking.spool import new_local_run_id
-
-        s = self.settings
-        self.run_id = new_local_run_id()
-        report(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
-               f"training continues and the run is spooled locally as {self.run_id}")
-        run_file.parent.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(self.run_id + "\n")
-        return SpoolingSink(None, self.run_id, report=report, meta={
-            "tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name or trainer.args.name,
-            "tags": {K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage}})
-
-    def _spooling_sink(self, run_id: str) -> Sink:
-        """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
-        s = self.settings
-        return SpoolingSink(self.client, run_id, report=report,
-                            drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
-                            meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
-                                  "run_name": s.run_name})
-
-    def _continue_steps(self, run_id: str) -> None:
-        """On resume, steps go on from what the store holds: strictly increasing, no overlap."""
-        def next_step(key: str) -> int:
-            return max((m.step for m in self.client.get_metric_history(run_id, key)), default=-1) + 1
-
-        self.clock.offset = next_step(K.BATCH_STEP_S)
-        self.mem_offset = next_step(K.MEMORY_USED_GIB)
-        self.window_index = next_step(K.MEMORY_WINDOW_PEAK_GIB)
 
     # --- collectors (publisher thread) --------------------------------------------------------------
     def _collect_batches(self) -> Batch:
@@ -188,13 +110,19 @@ class RunTracker:
         samples = self.monitor.samples
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
+        return Batch(metrics=[(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i)
+                              for i, (ts, gib) in enumerate(samples[start:n])])
+
+    def _collect_memory_window(self) -> Batch:
+        """Once per publish window (5 s), not per spool write: the window's highest sample."""
+        samples = self.monitor.samples
+        n = len(samples)
+        start, self._window_cursor = self._window_cursor, n
         if start == n:
             return Batch()
         new = samples[start:n]
-        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(new)]
-        pts.append((K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index))
         self.window_index += 1
-        return Batch(metrics=pts)
+        return Batch(metrics=[(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in new), new[-1][0], self.window_index - 1)])
 
     # --- setup ------------------------------------------------------------------------------------
     def on_setup_done(self, trainer) -> None:
@@ -221,7 +149,7 @@ class RunTracker:
             K.TAG_DATA_ON_TMPFS: str(on_tmpfs).lower(),
             K.TAG_GPU: self.monitor.sampler.name,
             K.TAG_MODEL: Path(str(args.get("model"))).name,
-            K.TAG_IMGSZ: str(imgsz_int(args.get("imgsz"))),
+            K.TAG_IMGSZ: str(train_imgsz(args.get("imgsz"))),
             K.TAG_STAGE: self.settings.stage,
             K.TAG_RUN_KIND: self.settings.run_kind,
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
@@ -243,7 +171,7 @@ class RunTracker:
             self.audit = audit(data_yaml, check_images=True)
             self._publish_audit(self.audit)
         except Exception as e:
-            report(f"sai_mlflow: dataset audit of {data_yaml} failed ({e}); data.* params and dataset_digest not logged")
+            warn(f"sai_mlflow: dataset audit of {data_yaml} failed ({e}); data.* params and dataset_digest not logged")
 
     def _publish_audit(self, a) -> None:
         params = {k: v for k, v in a.as_params().items() if k not in self.existing_params}
@@ -257,7 +185,7 @@ class RunTracker:
                 self.client.log_inputs(self.run_id, datasets=[DatasetInput(
                     ds, tags=[InputTag("mlflow.data.context", "train")])])
             except Exception as e:
-                report(f"sai_mlflow: could not log the dataset input ({e})")
+                warn(f"sai_mlflow: could not log the dataset input ({e})")
 
     def on_train_start(self, trainer) -> None:
         self.batches_per_epoch = len(trainer.train_loader)
@@ -284,28 +212,18 @@ class RunTracker:
         ts = int(now * 1000)
         validated = bool(trainer.args.val) or epoch >= trainer.epochs or getattr(trainer, "stop", False) \
             or getattr(getattr(trainer, "stopper", None), "possible_stop", False)
-        values: dict[str, float] = {}
-        for name, v in trainer.label_loss_items(trainer.tloss, prefix="train").items():
-            values[name] = float(v)
-        if validated:
-            for name, v in (trainer.metrics or {}).items():
-                if name in K.ULTRALYTICS_METRIC_MAP:
-                    values[K.ULTRALYTICS_METRIC_MAP[name]] = float(v)
-        for name, v in (getattr(trainer, "lr", None) or {}).items():
-            values[name] = float(v)
-        values[K.EPOCH_TRAIN_PEAK_GIB] = self.train_peak
-        values[K.EPOCH_VAL_PEAK_GIB] = val_peak
-        peaks = torch_peaks_gib(trainer.device)
-        if peaks:
-            values[K.EPOCH_TORCH_RESERVED_PEAK_GIB], values[K.EPOCH_TORCH_ALLOCATED_PEAK_GIB] = peaks
-        rows = self.clock.rows[self.epoch_rows_start:]
-        if rows:
-            values[K.EPOCH_STEP_S_MEDIAN] = median([w + c for w, c, _ in rows])
         duration = now - self.epoch_wall_start
         self.epoch_seconds.append(duration)
         self.val_seconds.append(now - self.val_wall_start)
-        values[K.EPOCH_DURATION_S] = duration
-        values[K.EPOCH_ETA_S] = max(0, trainer.epochs - epoch) * (sum(self.epoch_seconds) / len(self.epoch_seconds))
+        values = epoch_metrics(EpochInputs(
+            epoch=epoch, epochs_planned=int(trainer.epochs),
+            losses=trainer.label_loss_items(trainer.tloss, prefix="train"),
+            val_metrics=(trainer.metrics or {}) if validated else None,
+            lr=getattr(trainer, "lr", None) or {},
+            train_peak_gib=self.train_peak, val_peak_gib=val_peak, torch_peaks_gib=torch_peaks_gib(trainer.device),
+            step_s=[w + c for w, c, _ in self.clock.rows[self.epoch_rows_start:]],
+            duration_s=duration, epoch_durations_s=self.epoch_seconds,
+        ))
         if K.VAL_MAP50 in values:
             self.map50.append(values[K.VAL_MAP50])
         if K.VAL_MAP50_95 in values:
@@ -347,7 +265,7 @@ class RunTracker:
             if png:
                 self.publisher.put_artifact(str(png))
         except Exception as e:
-            report(f"sai_mlflow: could not write the run's tables/plots ({e})")
+            warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
         for name in ("results.csv", "args.yaml"):
             if (save_dir / name).is_file():
                 self.publisher.put_artifact(str(save_dir / name))
@@ -361,37 +279,44 @@ class RunTracker:
             self._log_model(trainer)
         complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
         if not complete:
-            report(f"sai_mlflow: the tracking store did not take everything within "
+            warn(f"sai_mlflow: the tracking store did not take everything within "
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
     def _log_model(self, trainer) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
-        if not (self.settings.log_model and self.client is not None and best.is_file()):
+        if not (self.settings.log_model and best.is_file()):
             return
         from .model import log_detector_model
 
         try:
+            if self.client is None:
+                raise ConnectionError("the run is spooled locally")
             probe(self.settings.tracking_uri)
         except ConnectionError as e:
-            report(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
+            spool_model = getattr(self.sink, "log_model", None)
+            if spool_model is not None:
+                spool_model(str(best), trainer.data["names"], train_imgsz(trainer.args.imgsz))
+                warn(f"sai_mlflow: the model will be logged when the spool is uploaded ({e})")
+            else:
+                warn(f"sai_mlflow: the model was not logged ({e}); best.pt is in the run's spooled artifacts")
             return
 
         def work() -> None:
             try:
-                log_detector_model(self.client, self.run_id, best, trainer.data["names"], imgsz_int(trainer.args.imgsz))
+                log_detector_model(self.client, self.run_id, best, trainer.data["names"], train_imgsz(trainer.args.imgsz))
             except Exception as e:
-                report(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
+                warn(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
 
         worker = threading.Thread(target=work, name="sai-log-model", daemon=True)
         worker.start()
         worker.join(timeout=max(30.0, self.settings.final_flush_timeout_s))
         if worker.is_alive():
-            report("sai_mlflow: logging the model is taking too long (store slow or down); it was not waited for")
+            warn("sai_mlflow: logging the model is taking too long (store slow or down); it was not waited for")
 
     def hook_failed(self, hook: str, error: BaseException) -> None:
         """Tracking never kills training: a hook that fails is reported once and training goes on."""
         if hook not in self._failed_hooks:
             self._failed_hooks.add(hook)
-            report(f"sai_mlflow: tracking hook {hook} failed ({type(error).__name__}: {error}); training continues")
+            warn(f"sai_mlflow: tracking hook {hook} failed ({type(error).__name__}: {error}); training continues")

@@ -11,17 +11,54 @@ the environment (see tracking/settings.py). Only rank -1/0 records; the launchin
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
 from .keys import ENV_RUN_ID
-from .tracker import RunTracker, report
+from .log import warn
+from .tracker import RunTracker
 from .tracking.settings import TrackingSettings
 from .tracking.store import get_or_create_experiment, make_client
 
 ULTRALYTICS_MLFLOW_MODULE = "ultralytics.utils.callbacks.mlflow"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (`timeout`, `docker stop`, SLURM, a closed terminal) ends training as Ctrl-C does:
+    the spool is flushed and the run closed KILLED, instead of the process vanishing with the run RUNNING."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn the first SIGTERM/SIGHUP into Terminated in the main thread; later ones are ignored until the
+    run is closed, so they cannot cut the final flush short (it is bounded by the flush timeout)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def _tracker(trainer) -> RunTracker | None:
@@ -54,8 +91,8 @@ def on_pretrain_routine_start(trainer) -> None:
         trainer.sai_tracker = RunTracker(trainer)
     except Exception as e:
         trainer.sai_tracker = None
-        report(f"sai_mlflow: tracking is off for this run, the MLflow store could not be opened "
-               f"({type(e).__name__}: {str(e)[:300]}); training continues untracked")
+        warn(f"sai_mlflow: tracking is off for this run: {type(e).__name__}: {str(e)[:400]}; "
+             "training continues untracked")
 
 
 def on_train_batch_start(trainer) -> None:
@@ -107,15 +144,16 @@ class TrackedDetectionTrainer(DetectionTrainer):
 
     def train(self):
         status = "FAILED"
-        ddp_run = self._open_run_for_ddp() if self.ddp and RANK == -1 else None
-        try:
-            super().train()
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            self._finish(status, ddp_run)
+        with stop_on_signals():
+            ddp_run = self._open_run_for_ddp() if self.ddp and RANK == -1 else None
+            try:
+                super().train()
+                status = "FINISHED"
+            except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP as Terminated
+                status = "KILLED"
+                raise
+            finally:
+                self._finish(status, ddp_run)
 
     def _open_run_for_ddp(self):
         """DDP: the launcher creates the run so every worker attaches to the same one via the environment."""
@@ -128,7 +166,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 os.environ[ENV_RUN_ID] = s.run_id
             return client, s.run_id
         except Exception as e:
-            report(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
+            warn(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
             return None
 
     def _finish(self, status: str, ddp_run) -> None:
@@ -141,4 +179,4 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 client, run_id = ddp_run
                 client.set_terminated(run_id, status)
         except Exception as e:
-            report(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")
+            warn(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")

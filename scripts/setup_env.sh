@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create ./.venv with everything sai_mlflow needs (idempotent). Pins per ../shared/FIELD_NOTES.md:
+# Create ./.venv with everything sai_mlflow needs (idempotent). Pins, as measured on the project's machines:
 # torch 2.14.1 + torchvision 0.29.1 install from local files here; mlflow 3.18's skinny part is not served.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -36,16 +36,29 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path) -> None:
+    """A real `mlflow server --workers 1` on loopback; `app_name="basic-auth"` for MLflow's auth app."""
+
+    def __init__(self, workdir: Path, app_name: str | None = None, admin_password: str = "") -> None:
         self.dir = workdir
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.app_name = app_name
+        self.admin_password = admin_password
 
-    def start(self, timeout: float = 90) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    def _auth_env(self) -> dict[str, str]:
+        ini = self.dir / "auth.ini"
+        ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{self.dir / 'auth.db'}\n"
+                       f"admin_username = admin\nadmin_password = {self.admin_password}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret"}
+
+    def start(self, timeout: float = 120) -> None:
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+               **(self._auth_env() if self.app_name == "basic-auth" else {})}
+        app = ["--app-name", self.app_name] if self.app_name else []
         self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+            [MLFLOW, "server", *app, "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
              "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
              "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)

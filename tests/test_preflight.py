@@ -14,7 +14,8 @@ from sai_mlflow import keys as K
 from sai_mlflow.data.audit import audit, is_on_tmpfs
 from sai_mlflow.data.synthetic import SyntheticSpec, generate
 from sai_mlflow.preflight import (CHECKS, Finding, ForecastRecord, GpuInfo, HostInfo, PreflightContext,
-                                  checkpoint_batch, findings_as_tags, has_errors, load_forecast_history, run_checks)
+                                  findings_as_tags, has_errors, load_forecast_history, run_checks)
+from sai_mlflow.ultralytics_args import checkpoint_batch
 
 GIB = 2**30
 HAS_SHM = os.path.isdir("/dev/shm") and is_on_tmpfs("/dev/shm") and os.access("/dev/shm", os.W_OK)
@@ -60,7 +61,7 @@ def base_args(data, **kw):
 
 # --- double cache: the seed's 31.41 s/batch -------------------------------------------------
 
-@pytest.mark.parametrize("cache", [True, "ram", "disk", "RAM"])
+@pytest.mark.parametrize("cache", [True, "ram", "disk", "RAM", 1, "True", "1"])
 def test_double_cache_on_tmpfs_is_an_error(shm_data, cache):
     f = check(base_args(shm_data, cache=cache))
     assert f["double_cache"].level == "error" and "cache: false" in f["double_cache"].fix
@@ -71,6 +72,23 @@ def test_double_cache_on_tmpfs_is_an_error(shm_data, cache):
 def test_no_cache_on_tmpfs_is_fine(shm_data, cache):
     f = check(base_args(shm_data, cache=cache))
     assert "double_cache" not in f and not has_errors(list(f.values()))
+
+
+def test_ambiguous_cache_is_refused_even_off_tmpfs(disk_data):
+    f = check(base_args(disk_data, cache=1))
+    assert f["arg_invalid"].level == "error" and "write false, 'ram' or 'disk'" in f["arg_invalid"].message
+    assert "double_cache" not in f
+
+
+def test_memory_limit_is_the_policy_s(disk_data, tmp_path, monkeypatch):
+    """One memory limit: preflight's forecast follows configs/decision.yaml (the policy compare-runs uses)."""
+    from sai_mlflow.compare import policy
+
+    strict = tmp_path / "decision.yaml"
+    strict.write_text("max_memory_fraction: 0.5\n")
+    monkeypatch.setattr(policy, "DEFAULT_POLICY_FILE", strict)
+    f = check(base_args(disk_data, batch=96, imgsz=1440), history=SEED_HISTORY)
+    assert f["memory_forecast"].level == "error" and "50%" in f["memory_forecast"].message
 
 
 def test_cache_on_disk_data_is_not_double(disk_data):

@@ -35,7 +35,7 @@ def test_records_round_trip_and_torn_tail_is_dropped(tmp_path):
     assert [r["p"][0][3] for _, r in read_records(path)] == [0, 1, 2, 3, 9]
 
 
-def test_checksum_mismatch_stops_reading_never_misreads(tmp_path):
+def test_a_corrupt_record_in_the_middle_is_skipped_never_misread(tmp_path):
     sink = _sink(tmp_path)
     for i in range(3):
         sink.write(Batch(metrics=[("m", float(i), 1, i)]))
@@ -44,7 +44,9 @@ def test_checksum_mismatch_stops_reading_never_misreads(tmp_path):
     rec = len(encode({"t": "m", "p": [["m", 0.0, 1, 0]]}))
     data[rec + 12] ^= 0x01  # flip a bit inside the second record's payload
     sink.spool.log.write_bytes(bytes(data))
-    assert [r["p"][0][3] for _, r in read_records(sink.spool.log)] == [0]
+    gaps = []
+    assert [r["p"][0][3] for _, r in read_records(sink.spool.log, gaps=gaps)] == [0, 2]
+    assert gaps == [(rec, rec)]
 
 
 def test_watermark_restart_sends_every_point_once(tmp_path, client):

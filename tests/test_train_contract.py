@@ -158,6 +158,9 @@ def test_unreachable_store_training_completes_spools_and_syncs_later(tmp_path, s
     assert run.data.tags[K.TAG_RUN_KIND] == "train" and K.TAG_DATASET_DIGEST in run.data.tags
     nb = int(run.data.metrics[K.SUMMARY_BATCHES_PER_EPOCH])
     assert [m.step for m in client.get_metric_history(run.info.run_id, K.BATCH_STEP_S)] == list(range(nb))
+    from sai_mlflow.model import find_run_model
+
+    assert find_run_model(client, run).startswith("models:/")  # a run trained offline gets its model at sync
 
 
 def test_unwritable_store_training_completes_and_says_so_once(tmp_path, synthetic_data):

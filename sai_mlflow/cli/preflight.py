@@ -66,7 +66,8 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
 
 def forecast_history(args: dict, tracking_uri: str | None, experiment: str | None, config_experiment: str | None):
     """Comparable runs for memory_forecast, when a store exists (preflight never creates one)."""
-    from ..preflight import load_forecast_history, train_imgsz
+    from ..preflight import load_forecast_history
+    from ..ultralytics_args import train_imgsz
     from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -79,6 +80,16 @@ def forecast_history(args: dict, tracking_uri: str | None, experiment: str | Non
     model = args.get("model")
     return load_forecast_history(client, [exp.experiment_id], Path(str(model)).name if model else None,
                                  train_imgsz(args.get("imgsz", 640)), None)
+
+
+def _policy_limit(policy_file: str | None) -> float:
+    """The one memory limit: the policy's, as compare-runs and the registry read it."""
+    from ..compare.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(policy_file).max_memory_fraction
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
 
 
 @click.command("preflight")
@@ -95,21 +106,26 @@ def forecast_history(args: dict, tracking_uri: str | None, experiment: str | Non
 @click.option("--stage-to", "stage_to", default=None, type=click.Path(file_okay=False),
               help="a planned /dev/shm staging folder: checks it has room")
 @click.option("--max-memory-fraction", default=None, type=click.FloatRange(0.05, 1.0),
-              help="policy limit for memory_forecast [default 0.90]")
+              help="limit for memory_forecast [default: the policy's max_memory_fraction]")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="policy YAML (default configs/decision.yaml), as for compare-runs")
 @click.option("--no-image-check", is_flag=True, help="skip reading image headers (faster; no corrupt-image check)")
-@click.option("--tracking-uri", default=None, help="store with earlier runs for memory_forecast")
+@click.option("--tracking-uri", default=None, help="where the run will be logged: earlier runs for memory_forecast, and tracking_unwritable")
 @click.option("--experiment", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, model, resume, stage_to,
-              max_memory_fraction, no_image_check, tracking_uri, experiment, fmt) -> None:
+              max_memory_fraction, policy_file, no_image_check, tracking_uri, experiment, fmt) -> None:
     """Check a training setup before any GPU time is spent; exit 1 on any error finding."""
-    from ..preflight import DEFAULT_MAX_MEMORY_FRACTION, PreflightContext, run_checks
+    from ..preflight import PreflightContext, run_checks
 
     flags = dict(data=data, batch=batch, imgsz=imgsz, cache=cache, workers=workers, device=device, model=model,
                  resume=resume)
     args, config_experiment = _args_from(config_path, sets, flags)
+    from ..tracking.store import resolve_tracking_uri
+
     ctx = PreflightContext(args=args, stage_dest=stage_to, check_images=not no_image_check,
-                           max_memory_fraction=max_memory_fraction or DEFAULT_MAX_MEMORY_FRACTION)
+                           max_memory_fraction=max_memory_fraction or _policy_limit(policy_file),
+                           tracking_uri=resolve_tracking_uri(tracking_uri))
     try:
         ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks
@@ -124,7 +140,7 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     else:
         from rich.console import Console
 
-        from ..report_findings import render_findings
+        from ..preflight.render import render_findings
 
         console = Console()
         render_findings(findings, console)
@@ -152,7 +168,7 @@ def stage_shm(data_yaml, dest, dry_run, no_progress, fmt) -> None:
     if fmt == "json":
         click.echo(json.dumps(r.to_dict(), indent=2))
         return
-    gib = 2**30
+    from ..keys import GIB as gib
     if r.dry_run:
         click.echo(f"dry run: would copy {r.copied_files} of {r.files} files ({r.copied_bytes / gib:.2f} GiB) "
                    f"to {r.dest}; {r.reused_files} already staged; capacity OK")

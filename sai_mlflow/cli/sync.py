@@ -1,7 +1,8 @@
 """`sai-mlflow sync`: upload whatever is still only in the local spool, for every run or one, idempotently.
 
 Exit codes: 0 everything pending was uploaded (or nothing was pending), 1 some spool could not be
-uploaded (store unreachable, ...; run it again later), 2 bad usage (unknown --run).
+uploaded (store unreachable, credentials refused, run deleted there, ...: it stays pending, fix and run
+again), 2 bad usage (unknown --run).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def sync(run_id, dry_run, tracking_uri, spool_dir):
             click.echo(f"{sp.run_id}  mlflow run {target}")
             click.echo(f"  pending: {p.metrics} points, {p.params} params, {p.tags} tags, {p.artifacts} artifacts, "
                        f"{p.bytes} bytes; final status: {status}")
+            for off, size in p.corrupt:
+                click.echo(f"  corrupt record: {size} bytes at byte offset {off}, skipped (the records after it are kept)")
             if p.torn_tail_bytes:
                 click.echo(f"  torn last record: {p.torn_tail_bytes} bytes, dropped (a crash mid-write)")
             for kind, key, value, reason in p.set_aside[:20]:
@@ -48,12 +51,18 @@ def sync(run_id, dry_run, tracking_uri, spool_dir):
             continue
         r = sync_spool(sp, tracking_uri)
         if r.state == "synced":
-            click.echo(f"{sp.run_id}: uploaded {r.uploaded_metrics} points to run {r.run_id}, status {r.status}")
+            made = " (created: the store had no run for it)" if r.created else ""
+            click.echo(f"{sp.run_id}: uploaded {r.uploaded_metrics} points to run {r.run_id}{made}, status {r.status}")
+            for path in r.missing:
+                click.echo(f"{sp.run_id}: artifact {path} no longer exists; not uploaded", err=True)
+            for why in r.kept:
+                click.echo(f"{sp.run_id}: {why}; the spool is kept in {sp.dir}: delete it once read", err=True)
         elif r.state == "live":
             click.echo(f"{sp.run_id}: {r.message}")
         else:
             failed += 1
-            click.echo(f"{sp.run_id}: not synced ({r.message}); run `sai-mlflow sync` again later", err=True)
+            click.echo(f"{sp.run_id}: not synced, everything stays pending ({r.message}); "
+                       "run `sai-mlflow sync` again once fixed", err=True)
     if failed:
         raise SystemExit(1)
 

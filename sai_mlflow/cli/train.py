@@ -43,7 +43,7 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
     A different batch is refused (the seed's lesson: optimizer state, LR scaling and BatchNorm
     statistics depend on it) although Ultralytics itself would allow it.
     """
-    from ..preflight import checkpoint_batch
+    from ..ultralytics_args import checkpoint_batch
 
     path = Path(resume)
     if not path.is_file():
@@ -63,12 +63,13 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
 
 def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment: str, console):
     """The same checks as `sai-mlflow preflight`, on what will really train (the checkpoint's args on resume)."""
-    from ..preflight import PreflightContext, checkpoint_args, run_checks
-    from ..report_findings import render_findings
+    from ..preflight import PreflightContext, run_checks
+    from ..preflight.render import render_findings
+    from ..ultralytics_args import checkpoint_args
     from .preflight import forecast_history
 
     checked = {**checkpoint_args(resume), **args} if resume else dict(args)
-    ctx = PreflightContext(args=checked)
+    ctx = PreflightContext(args=checked, tracking_uri=tracking_uri)
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
@@ -153,9 +154,15 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
             tracker.publisher.put(Batch(tags=findings_as_tags(findings)))
         try:
             trainer.train()
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted: the run is marked KILLED[/]")
-            sys.exit(130)
+        except KeyboardInterrupt as e:
+            from ..trainer import Terminated
+
+            how = f"stopped by {e}" if isinstance(e, Terminated) else "interrupted"
+            run = tracker.run_id if tracker is not None else ""
+            where = f" (spooled locally as {run}: upload it with `sai-mlflow sync`)" if run.startswith("local-") else ""
+            console.print(f"[yellow]{how}: the run {run} is marked KILLED{where}[/]" if tracker is not None
+                          else f"[yellow]{how}: training stopped; it was not tracked[/]")
+            sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
         except Exception as e:
             console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
             sys.exit(1)

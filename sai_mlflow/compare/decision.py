@@ -175,7 +175,7 @@ def _known(x: float | None) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def hours(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """A duration in the unit a person reads it in: 45 s, 12.5 min, 10.4 h."""
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -443,7 +443,7 @@ def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] =
             elif fastest_s > 0 and eta > (1 + policy.max_slowdown) * fastest_s:
                 v.reasons.append(Reason(
                     TOO_SLOW, WARN,
-                    f"projected {hours(eta)} is {eta / fastest_s:.2f}× the fastest ({hours(fastest_s)}, "
+                    f"projected {duration_text(eta)} is {eta / fastest_s:.2f}× the fastest ({duration_text(fastest_s)}, "
                     f"{fastest.record.label}; limit {1 + policy.max_slowdown:.2f}×)"))
     else:
         for v in members:

@@ -15,10 +15,13 @@ memory fit; `probe_session` parents (no figures of their own) are left out of an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .. import keys as K
+from ..telemetry.stats import finite
+from ..tracking.mlflow_errors import is_not_found
 from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
 
 MEMORY_POINTS = 500
@@ -46,8 +49,7 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
             try:
                 runs.append(client.get_run(rid))
             except MlflowException as e:
-                code = getattr(e, "error_code", "")
-                if "RESOURCE_DOES_NOT_EXIST" in str(code) or "not found" in str(e).lower():
+                if is_not_found(e):
                     raise InputError(f"unknown run id '{rid}' in {client.tracking_uri}") from None
                 raise InputError(f"cannot read run '{rid}': {e.message if hasattr(e, 'message') else e}") from None
         return runs
@@ -57,23 +59,40 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
         known = sorted(e.name for e in client.search_experiments())
         hint = f" (experiments here: {', '.join(known)})" if known else " (this store has no experiments)"
         raise InputError(f"no experiment named '{experiment}' in {client.tracking_uri}{hint}")
-    runs, token = [], None
-    while True:
-        try:
-            page = client.search_runs([exp.experiment_id], filter_string=filter_string or "",
-                                      max_results=1000, order_by=["attributes.start_time ASC"],
-                                      page_token=token)
-        except MlflowException as e:
-            raise InputError(f"bad --filter {filter_string!r}: {getattr(e, 'message', e)}") from None
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    try:
+        runs = list(search_runs(client, [exp.experiment_id], filter_string or "",
+                                order_by=["attributes.start_time ASC"]))
+    except MlflowException as e:
+        raise InputError(f"bad --filter {filter_string!r}: {getattr(e, 'message', e)}") from None
     runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) != K.RUN_KIND_PROBE_SESSION]
     if not runs:
         what = f" matching {filter_string!r}" if filter_string else ""
         raise InputError(f"experiment '{experiment}' has no runs{what}")
     return runs
+
+
+_SAFE_TAG_VALUE = re.compile(r"^[\w.\-/ :]+$")
+
+
+def search_runs(client, experiment_ids: Sequence[str], filter_string: str = "", order_by=None,
+                tag_equals: dict[str, Any] | None = None) -> Iterator:
+    """Every run of the experiments matching the filter, page by page (MLflow pages at 1000).
+
+    `tag_equals` adds `tags.K = 'V'` clauses for values that are safe to quote (others are not filtered
+    on here: the caller checks them on the records).
+    """
+    clauses = [filter_string] if filter_string else []
+    for tag, value in (tag_equals or {}).items():
+        if value is not None and _SAFE_TAG_VALUE.match(str(value)):
+            clauses.append(f"tags.{tag} = '{value}'")
+    token = None
+    while True:
+        page = client.search_runs([str(e) for e in experiment_ids], filter_string=" and ".join(clauses),
+                                  max_results=1000, order_by=order_by, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 # --- one record per run ------------------------------------------------------------------------
@@ -94,8 +113,7 @@ def _bool(v: Any) -> bool | None:
 
 
 def _num(metrics: dict, key: str) -> float | None:
-    v = metrics.get(key)
-    return float(v) if v is not None and math.isfinite(v) else None
+    return finite(metrics.get(key))
 
 
 def record_from_run(run) -> RunRecord:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .decision import (
     ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
-    REJECT, REJECTED, Decision, RunRecord, Verdict, hours, map_drop, pct,
+    REJECT, REJECTED, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
 )
 
 VERDICT_STYLE = {RECOMMENDED: "bold green", ACCEPTABLE: "green", REJECTED: "red", NOT_COMPARABLE: "dim"}
@@ -118,10 +118,10 @@ def verdict_paragraph(d: Decision) -> str:
             why = "; ".join(f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
             fastest = min(faster, key=lambda v: v.record.eta_full_s)
             cost = eta - fastest.record.eta_full_s
-            head += (f", because {why}; cost: +{hours(cost)} "
-                     f"({hours(eta)} projected vs {hours(fastest.record.eta_full_s)}).")
+            head += (f", because {why}; cost: +{duration_text(cost)} "
+                     f"({duration_text(eta)} projected vs {duration_text(fastest.record.eta_full_s)}).")
         elif eta is not None:
-            head += f", the fastest acceptable run ({hours(eta)} projected)."
+            head += f", the fastest acceptable run ({duration_text(eta)} projected)."
         else:
             head += "."
         text.append(head)
@@ -174,7 +174,7 @@ def row_cells(v: Verdict) -> list[str]:
     return [r.label, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
             _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"), mem,
             "—" if frac is None else pct(frac), "—" if r.best_map50 is None else pct(r.best_map50),
-            "—" if r.eta_full_s is None else hours(r.eta_full_s), v.verdict, reasons]
+            "—" if r.eta_full_s is None else duration_text(r.eta_full_s), v.verdict, reasons]
 
 
 def details(d: Decision) -> list[str]:

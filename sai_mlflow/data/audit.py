@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -208,7 +209,18 @@ def image_problem(path: str | Path) -> tuple[str | None, tuple[int, int] | None]
         return f"unreadable: {type(e).__name__}: {e}"[:200], None
 
 
-def _scan_one(img: Path, root_prefix: str, root: Path, n_classes: int, check_images: bool):
+class ImageScan(NamedTuple):
+    """Everything the audit learns about one image (picklable: worker subprocesses send these back)."""
+
+    rel: str  # path under the dataset root, as hashed into the digest
+    size: int  # bytes; -1 when the file is missing
+    problem: str | None  # why Ultralytics would drop the image
+    wh: tuple[int, int] | None  # width, height from the header
+    label_bytes: bytes | None  # None: no label file (a background)
+    label: tuple[list[str], int, int, int] | None  # (problems, rows, class out of range, coords out of range)
+
+
+def _scan_one(img: Path, root_prefix: str, root: Path, n_classes: int, check_images: bool) -> ImageScan:
     """Everything the audit needs about one image; no shared state, safe in any thread or process."""
     s = str(img)
     try:
@@ -228,14 +240,14 @@ def _scan_one(img: Path, root_prefix: str, root: Path, n_classes: int, check_ima
         with open(lbl, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        return rel, size, problem, wh, None, None
+        return ImageScan(rel, size, problem, wh, None, None)
     except OSError:
-        return rel, size, problem, wh, b"", ([f"{lbl}: unreadable"], 0, 0, 0)
+        return ImageScan(rel, size, problem, wh, b"", ([f"{lbl}: unreadable"], 0, 0, 0))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return rel, size, problem, wh, raw, ([f"{lbl}: not UTF-8 text"], 0, 0, 0)
-    return rel, size, problem, wh, raw, _check_label(text, n_classes, lbl)
+        return ImageScan(rel, size, problem, wh, raw, ([f"{lbl}: not UTF-8 text"], 0, 0, 0))
+    return ImageScan(rel, size, problem, wh, raw, _check_label(text, n_classes, lbl))
 
 
 def _scan_chunk(chunk: list, root: Path, n_classes: int, check_images: bool) -> list:
@@ -333,6 +345,31 @@ def _default_workers(n_images: int) -> int:
 PARALLEL_MIN_IMAGES = 3000
 
 
+def _tally(sa: SplitAudit, digest, img: str, scan: ImageScan) -> None:
+    """Add one image's scan to its split's counts and to the dataset digest (file list, sizes, label bytes)."""
+    sa.bytes += max(scan.size, 0)
+    digest.update(f"{scan.rel}\t{scan.size}\n".encode())
+    if scan.problem:
+        sa.corrupt.append(img)
+        sa.corrupt_reasons[img] = scan.problem
+    if scan.wh:
+        sa.image_sizes.append(scan.wh)
+    if scan.label_bytes is None:
+        sa.missing_labels += 1
+        sa.backgrounds += 1
+        return
+    digest.update(scan.label_bytes)
+    problems, rows, bad_cls, bad_xy = scan.label
+    sa.bad_labels.extend(problems)
+    sa.class_out_of_range += bad_cls
+    sa.coords_out_of_range += bad_xy
+    sa.instances += rows
+    if rows:
+        sa.labels += 1
+    elif not problems:
+        sa.backgrounds += 1
+
+
 def audit(data_yaml: str | Path, check_images: bool = True, workers: int | None = None) -> DatasetAudit:
     """Count, check and fingerprint a dataset; `check_images` reads headers to find corrupt files.
 
@@ -357,32 +394,12 @@ def audit(data_yaml: str | Path, check_images: bool = True, workers: int | None 
     by_split: dict[str, list] = {split: [] for split in layout.splits}
     for (split, chunk), result in zip(jobs, results):
         by_split[split].append((chunk, result))
-    for split, parts in by_split.items():
+    for split, parts in by_split.items():  # in the layout's order: the digest depends on it
         sa = splits[split] = SplitAudit(images=len(layout.splits[split]))
         h.update(f"[{split}]\n".encode())
         for chunk, result in parts:
-            for img, (rel, size, problem, wh, raw, label) in zip(chunk, result):
-                sa.bytes += max(size, 0)
-                h.update(f"{rel}\t{size}\n".encode())
-                if problem:
-                    sa.corrupt.append(str(img))
-                    sa.corrupt_reasons[str(img)] = problem
-                if wh:
-                    sa.image_sizes.append(wh)
-                if raw is None:
-                    sa.missing_labels += 1
-                    sa.backgrounds += 1
-                    continue
-                h.update(raw)
-                problems, rows, bad_cls, bad_xy = label
-                sa.bad_labels.extend(problems)
-                sa.class_out_of_range += bad_cls
-                sa.coords_out_of_range += bad_xy
-                sa.instances += rows
-                if rows:
-                    sa.labels += 1
-                elif not problems:
-                    sa.backgrounds += 1
+            for img, scan in zip(chunk, result):
+                _tally(sa, h, str(img), scan)
     train = layout.splits.get("train") or []
     return DatasetAudit(
         data_yaml=str(layout.yaml_path),
@@ -396,4 +413,6 @@ def audit(data_yaml: str | Path, check_images: bool = True, workers: int | None 
 
 
 if __name__ == "__main__":  # worker subprocess of `_run_jobs`
-    _worker_main()
+    from sai_mlflow.data.audit import _worker_main as main  # the importable module: its ImageScan unpickles
+
+    main()

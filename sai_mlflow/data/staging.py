@@ -33,13 +33,12 @@ from typing import Callable
 
 import yaml
 
+from ..keys import GIB
 from .audit import is_on_tmpfs
-from .layout import label_path_for
-from .layout import DatasetError, resolve
+from .layout import DatasetError, label_path_for, resolve
 
 MANIFEST = ".sai-stage.json"
 MANIFEST_VERSION = 1
-GIB = float(2**30)
 # RAM a tmpfs stage must leave the host: the larger of these (dataloader workers, the model, the OS).
 RAM_RESERVE_MIN_BYTES = 4 * 2**30
 RAM_RESERVE_FRACTION = 0.10
@@ -299,6 +298,118 @@ def _progress(enabled: bool, total_bytes: int):
     )
 
 
+def _reusable(plan: _Plan, dest: Path, manifest: dict | None) -> dict[str, str]:
+    """rel -> sha256 of staged copies the manifest vouches for (same size and mtime as the source now)."""
+    old = (manifest or {}).get("files", {})
+    reuse: dict[str, str] = {}
+    for rel, (_, size, mtime) in plan.files.items():
+        rec = old.get(rel)
+        if rec and rec[0] == size and rec[1] == mtime:
+            try:
+                if os.stat(os.path.join(dest, rel)).st_size == size:
+                    reuse[rel] = rec[2]
+            except OSError:
+                pass
+    return reuse
+
+
+def _link_reused(work: Path, dest: Path, reuse: dict[str, str], digests: dict[str, str]) -> None:
+    """Unchanged files: hard links into the new tree (no bytes copied)."""
+    for rel, sha in reuse.items():
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(dest / rel, target)
+        except OSError:
+            shutil.copy2(dest / rel, target)
+        digests[rel] = sha
+
+
+def _copy_all(plan: _Plan, to_copy: list[str], work: Path, need: int, digests: dict[str, str], progress: bool,
+              workers: int | None, on_file: Callable[[str], None] | None) -> None:
+    """Copy and verify `to_copy` into `work`, in batches, with a progress bar; digests land in `digests`."""
+    work_s = str(work)
+    bar = _progress(progress, need)
+    lock = threading.Lock()
+    task = None
+    done = [0]
+
+    def batch(rels: list[str]) -> None:
+        got = []
+        for rel in rels:
+            src, size, mtime = plan.files[rel]
+            got.append((rel, _copy_verified(src, os.path.join(work_s, rel), size, mtime), size))
+            if on_file is not None:
+                on_file(rel)
+        with lock:
+            for rel, sha, _ in got:
+                digests[rel] = sha
+            done[0] += len(got)
+            if bar is not None:
+                bar.update(task, advance=sum(g[2] for g in got), files=f"{done[0]}/{len(to_copy)}")
+
+    for d in sorted({os.path.dirname(r) for r in to_copy}):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    # Batches of files per task: per-file tasks cost more in thread hand-offs than small copies do.
+    step = max(1, min(256, len(to_copy) // 64 or 1))
+    batches = [to_copy[i : i + step] for i in range(0, len(to_copy), step)]
+    if workers is None:  # small files are syscall-bound and serialise on the GIL; big ones hash/copy in parallel
+        mean = need / max(1, len(to_copy))
+        workers = 1 if mean < _PARALLEL_MEAN_BYTES else min(8, 2 * (os.cpu_count() or 1))
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task("copy", total=need, files=f"0/{len(to_copy)}")
+        if workers <= 1:
+            for b in batches:
+                batch(b)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(batch, b) for b in batches]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _write_index(work: Path, plan: _Plan, data_yaml: Path, yaml_text: str, digests: dict[str, str]) -> None:
+    """The split lists, the new data.yaml and the manifest that makes the next run idempotent."""
+    for split, rels in plan.split_lists.items():
+        (work / f"{split}.txt").write_text("".join(f"./{r}\n" for r in rels))
+    (work / "data.yaml").write_text(yaml_text)
+    (work / MANIFEST).write_text(json.dumps({
+        "version": MANIFEST_VERSION, "source": str(data_yaml.absolute()), "base": str(plan.base),
+        "data_yaml": yaml_text,
+        "files": {rel: [plan.files[rel][1], plan.files[rel][2], digests[rel]] for rel in plan.files},
+    }))
+
+
+def _swap_into_place(work: Path, dest: Path) -> None:
+    """The old stage (if any) steps aside first, so `dest` only ever names a complete tree."""
+    retired = None
+    if dest.exists():
+        retired = dest.absolute().parent / f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        if any(dest.iterdir()):
+            os.rename(dest, retired)
+        else:
+            dest.rmdir()
+            retired = None
+    try:
+        os.rename(work, dest)
+    except OSError:
+        if retired is not None:
+            os.rename(retired, dest)  # put the previous stage back
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 def stage(
     data_yaml: str | Path, dest: str | Path, dry_run: bool = False, progress: bool = True, *,
     workers: int | None = None, _on_file: Callable[[str], None] | None = None,
@@ -320,21 +431,12 @@ def stage(
         raise StagingError(
             f"--dest {dest} already holds files that are not a staged dataset; choose an empty or new folder"
         )
-    old = (manifest or {}).get("files", {})
-    reuse: dict[str, str] = {}  # rel -> sha256 of the unchanged staged copy
-    for rel, (_, size, mtime) in plan.files.items():
-        rec = old.get(rel)
-        if rec and rec[0] == size and rec[1] == mtime:
-            try:
-                if os.stat(os.path.join(dest, rel)).st_size == size:
-                    reuse[rel] = rec[2]
-            except OSError:
-                pass
+    reuse = _reusable(plan, dest, manifest)
     to_copy = [rel for rel in plan.files if rel not in reuse]
     need = sum(plan.files[rel][1] for rel in to_copy)
     on_tmpfs = is_on_tmpfs(_existing_ancestor(dest))
     unchanged = (
-        not to_copy and set(old) == set(plan.files) and manifest is not None
+        not to_copy and set((manifest or {}).get("files", {})) == set(plan.files) and manifest is not None
         and manifest.get("data_yaml") == yaml_text and (dest / "data.yaml").is_file()
         and (dest / "data.yaml").read_text() == yaml_text
     )
@@ -358,91 +460,15 @@ def stage(
     dest.absolute().parent.mkdir(parents=True, exist_ok=True)
     work = dest.absolute().parent / f".{dest.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
-    work_s = str(work)
-    bar = _progress(progress, need)
     try:
         digests: dict[str, str] = {}
-        for rel, sha in reuse.items():  # unchanged files: hard links into the new tree (no bytes)
-            target = work / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(dest / rel, target)
-            except OSError:
-                shutil.copy2(dest / rel, target)
-            digests[rel] = sha
-        lock = threading.Lock()
-        task = None
-        if bar is not None:
-            bar.start()
-            task = bar.add_task("copy", total=need, files=f"0/{len(to_copy)}")
-        done = [0]
-
-        def batch(rels: list[str]) -> None:
-            got = []
-            for rel in rels:
-                src, size, mtime = plan.files[rel]
-                got.append((rel, _copy_verified(src, os.path.join(work_s, rel), size, mtime), size))
-                if _on_file is not None:
-                    _on_file(rel)
-            with lock:
-                for rel, sha, _ in got:
-                    digests[rel] = sha
-                done[0] += len(got)
-                if bar is not None:
-                    bar.update(task, advance=sum(g[2] for g in got), files=f"{done[0]}/{len(to_copy)}")
-
-        for d in sorted({os.path.dirname(r) for r in to_copy}):
-            (work / d).mkdir(parents=True, exist_ok=True)
-        # Batches of files per task: per-file tasks cost more in thread hand-offs than small copies do.
-        step = max(1, min(256, len(to_copy) // 64 or 1))
-        batches = [to_copy[i : i + step] for i in range(0, len(to_copy), step)]
-        if workers is None:  # small files are syscall-bound and serialise on the GIL; big ones hash/copy in parallel
-            mean = need / max(1, len(to_copy))
-            workers = 1 if mean < _PARALLEL_MEAN_BYTES else min(8, 2 * (os.cpu_count() or 1))
-        if workers <= 1:
-            for b in batches:
-                batch(b)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(batch, b) for b in batches]
-                try:
-                    for f in futures:
-                        f.result()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-        for split, rels in plan.split_lists.items():
-            (work / f"{split}.txt").write_text("".join(f"./{r}\n" for r in rels))
-        (work / "data.yaml").write_text(yaml_text)
-        (work / MANIFEST).write_text(json.dumps({
-            "version": MANIFEST_VERSION, "source": str(data_yaml.absolute()), "base": str(plan.base),
-            "data_yaml": yaml_text,
-            "files": {rel: [plan.files[rel][1], plan.files[rel][2], digests[rel]] for rel in plan.files},
-        }))
-        # Into place: the old stage (if any) steps aside first, so `dest` only ever names a complete tree.
-        retired = None
-        if dest.exists():
-            retired = dest.absolute().parent / f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            if any(dest.iterdir()):
-                os.rename(dest, retired)
-            else:
-                dest.rmdir()
-                retired = None
-        try:
-            os.rename(work, dest)
-        except OSError:
-            if retired is not None:
-                os.rename(retired, dest)  # put the previous stage back
-            raise
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+        _link_reused(work, dest, reuse, digests)
+        _copy_all(plan, to_copy, work, need, digests, progress, workers, _on_file)
+        _write_index(work, plan, data_yaml, yaml_text, digests)
+        _swap_into_place(work, dest)
     except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
         if isinstance(e, OSError):
             raise StagingError(f"staging into {dest} failed: {e}; {dest} was left as it was before") from e
         raise
-    finally:
-        if bar is not None:
-            bar.stop()
     return result(len(to_copy), need, False)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import keys as K
 from ..telemetry.stats import median
+from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
 from ..telemetry.summary import SummaryInputs, compute_summary
 from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
 
@@ -83,10 +84,13 @@ class RunSpec(_Strict):
     @field_validator("cache", mode="before")
     @classmethod
     def _ultralytics_cache(cls, v: Any) -> Any:
-        """Also accept Ultralytics' own values: cache=True is the RAM cache, False none."""
-        if v is True or (isinstance(v, str) and v.lower() == "true"):
-            return "ram"
-        if v is False or v is None or (isinstance(v, str) and v.lower() == "false"):
+        """Ultralytics' own values are read as Ultralytics reads them (True = RAM); ambiguous ones are refused."""
+        if cache_ambiguous(v):
+            raise ValueError(f"cache={v!r} is ambiguous (Ultralytics versions read it differently): write none, "
+                             "ram or disk")
+        if v is None or isinstance(v, bool):
+            return cache_mode(v)
+        if isinstance(v, str) and v.strip().lower() == "false":
             return "none"
         return v
 
@@ -341,7 +345,7 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         log_batch_chunked(
             client, rid,
             metrics=[Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics],
-            params=[Param(K.sanitize_key(str(k)), str(v)[:6000]) for k, v in params.items()],
+            params=[Param(K.sanitize_key(str(k)), param_text(v)) for k, v in params.items()],
             tags=[RunTag(k, v) for k, v in tags.items()],
         )
         if spec.status != "RUNNING":

@@ -25,29 +25,10 @@ from typing import Any
 from .. import keys as K
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
+from ..ultralytics_args import cache_mode, param_text, train_imgsz
 from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
 
 SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")
-
-
-def _cache_mode(v: Any) -> str | None:
-    if v is None or v is False or str(v).strip().lower() in ("false", "none", "", "0"):
-        return "none"
-    s = str(v).strip().lower()
-    if v is True or s in ("true", "ram", "1"):
-        return "ram"
-    if s == "disk":
-        return "disk"
-    return None
-
-
-def _imgsz(v: Any) -> int | None:
-    if isinstance(v, (list, tuple)) and v:
-        v = max(int(x) for x in v)
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return None
 
 
 def read_results(path: Path) -> list[dict[str, float]]:
@@ -155,13 +136,12 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_FINGERPRINT: fp, TAG_IMPORT_SOURCE: str(d.resolve())}
     if batch:
         tags[K.TAG_BATCH_SIZE] = str(batch)
-    cache = _cache_mode(args.get("cache"))
-    if cache:
-        tags[K.TAG_CACHE_MODE] = cache
+    tags[K.TAG_CACHE_MODE] = cache_mode(args.get("cache"))
     if args.get("model"):
         tags[K.TAG_MODEL] = Path(str(args["model"])).name
-    if _imgsz(args.get("imgsz")):
-        tags[K.TAG_IMGSZ] = str(_imgsz(args.get("imgsz")))
+    imgsz = train_imgsz(args.get("imgsz"))
+    if imgsz:
+        tags[K.TAG_IMGSZ] = str(imgsz)
     if digest:
         tags[K.TAG_DATASET_DIGEST] = digest
     if on_tmpfs is not None:
@@ -169,7 +149,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     params = []
     for k, v in args.items():
         val = "***" if any(w in str(k).lower() for w in SECRET_WORDS) else str(v)
-        params.append(Param(K.sanitize_key(str(k)), val[:6000]))
+        params.append(Param(K.sanitize_key(str(k)), param_text(val)))
 
     run = client.create_run(exp_id, start_time=int(t0 * 1000), run_name=str(name))
     rid = run.info.run_id

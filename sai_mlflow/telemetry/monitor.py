@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from .memory import MemorySampler
 
 
 class MemoryMonitor:
-    def __init__(self, sampler: MemorySampler, interval_s: float = 0.5) -> None:
+    def __init__(self, sampler: MemorySampler, interval_s: float = 0.5,
+                 report: Callable[[str], None] | None = None) -> None:
         self.sampler = sampler
         self.interval_s = interval_s
         self.samples: list[tuple[int, float]] = []  # (wall ms, GiB), append-only
@@ -23,7 +25,8 @@ class MemoryMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sai-memory", daemon=True)
-        self._failed = False
+        self._report = report
+        self._failed = False  # reported once: a sampler that keeps failing must not flood the log
 
     def start(self) -> "MemoryMonitor":
         self.sample()
@@ -33,7 +36,10 @@ class MemoryMonitor:
     def sample(self) -> float | None:
         try:
             gib = self.sampler.used_gib()
-        except Exception:
+        except Exception as e:
+            if not self._failed and self._report is not None:
+                self._report(f"sai_mlflow: memory sampling ({self.sampler.source}) failed ({type(e).__name__}: {e}); "
+                             "memory figures for this run are incomplete, training continues")
             self._failed = True
             return None
         with self._lock:

@@ -18,3 +18,10 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     pos = (len(xs) - 1) * q / 100.0
     lo, hi = math.floor(pos), math.ceil(pos)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def finite(x) -> float | None:
+    """A real number as float, or None for missing, NaN, ±inf and non-numbers: a figure is never invented."""
+    if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None

@@ -1,7 +1,10 @@
-"""Ships tracked data to a Sink from a background thread, in batches, every few seconds.
+"""Ships tracked data to a Sink from a background thread, in batches.
 
 The training thread only hands over references (collectors that read append-only lists, and
-small epoch-end dicts); every store call happens here. A failing store never raises into
+small epoch-end dicts); every store call happens here. Two cadences: `write_interval_s` (≤ 0.5 s
+for the spooling sink, so a SIGKILL loses at most the last second of points) for the collectors and
+hand-overs, and `interval_s` (the publish window, 5 s) for `window_collectors` that summarise a
+window, such as its memory peak. A failing store never raises into
 training: the first failure is reported once, the data stays queued and is retried with
 backoff, and recovery is reported once too.
 """
@@ -23,10 +26,14 @@ MAX_BACKOFF_S = 60.0
 
 class Publisher:
     def __init__(self, sink: Sink, collectors: list[Collector], interval_s: float = 5.0,
-                 report: Reporter = print) -> None:
+                 report: Reporter = print, write_interval_s: float | None = None,
+                 window_collectors: list[Collector] | None = None) -> None:
         self.sink = sink
         self.collectors = collectors
+        self.window_collectors = window_collectors or []
         self.interval_s = interval_s
+        self.write_interval_s = min(interval_s, write_interval_s or interval_s)
+        self._next_window = time.monotonic() + interval_s
         self.report = report
         self.pending = Batch()          # gathered but not yet acknowledged by the sink
         self.artifacts: list[tuple[str, str | None]] = []
@@ -78,7 +85,12 @@ class Publisher:
 
     # --- publisher thread ---------------------------------------------------------------------
     def _gather(self) -> None:
-        for collect in self.collectors:
+        collectors = list(self.collectors)
+        now = time.monotonic()
+        if self.window_collectors and (now >= self._next_window or self._stopping):
+            collectors += self.window_collectors
+            self._next_window = now + self.interval_s
+        for collect in collectors:
             try:
                 self.pending.extend(collect())
             except Exception as e:  # a collector bug must not stop shipping the rest
@@ -116,7 +128,7 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.interval_s)
+            self._wake.wait(self.write_interval_s)
             self._wake.clear()
             self._gather()
             self._ship()

@@ -1,6 +1,6 @@
 """Where tracked data lands: one small protocol and an in-memory implementation for tests.
 
-The publisher only sees `Sink`; the tracker plugs in the write-ahead `SpoolingSink` (tracking/spool.py),
+The publisher only sees `Sink`; the tracker plugs in the write-ahead `SpoolingSink` (tracking/spool/),
 tests plug in `MemorySink`.
 """
 

@@ -1,0 +1,115 @@
+"""Which MLflow run a training process records into: a new one, an attached one (DDP worker,
+`--resume`), or a local one spooled until the store is back (`sai-mlflow sync` creates it).
+
+The run id is written to `weights/mlflow_run_id.txt`, so `--resume PATH/last.pt` continues the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import keys as K
+from ..log import warn
+from .settings import TrackingSettings
+from .sink import Sink
+from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
+from .store import get_or_create_experiment, make_client
+
+
+@dataclass
+class OpenedRun:
+    run_id: str
+    sink: Sink
+    client: object | None = None  # None: offline (spooled under a local id)
+    resumed: bool = False
+    existing_params: dict[str, str] = field(default_factory=dict)
+    # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample, window.
+    next_steps: tuple[int, int, int] = (0, 0, 0)
+
+
+def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
+    """Create or attach to the run for `trainer`; a store that is down gives an offline run (spooled)."""
+    run_file = Path(trainer.wdir) / K.RUN_ID_FILE
+    run_id = settings.run_id
+    if not run_id and trainer.args.resume and run_file.is_file():
+        run_id = run_file.read_text().strip()
+        if run_id.startswith(LOCAL_PREFIX):
+            run_id = _synced_run_of(run_id, settings)
+    opened = _attach(trainer, settings, run_id) if run_id else _create(trainer, settings)
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(opened.run_id + "\n")
+    return opened
+
+
+def _create(trainer, s: TrackingSettings) -> OpenedRun:
+    tags = {K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage}
+    try:
+        client = make_client(s.tracking_uri)
+        exp_id = get_or_create_experiment(client, s.experiment)
+        run_id = client.create_run(exp_id, run_name=s.run_name or trainer.args.name, tags=tags).info.run_id
+    except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
+        return _offline(trainer, s, tags, e)
+    return OpenedRun(run_id, _spooling_sink(client, run_id, s), client)
+
+
+def _offline(trainer, s: TrackingSettings, tags: dict, error: Exception) -> OpenedRun:
+    run_id = new_local_run_id()
+    run_file = Path(trainer.wdir) / K.RUN_ID_FILE
+    try:  # the spool first: say "spooled locally" only once it is true
+        sink = SpoolingSink(None, run_id, report=warn, meta={
+            "tracking_uri": s.tracking_uri, "experiment": s.experiment,
+            "run_name": s.run_name or trainer.args.name, "tags": tags, "run_id_file": str(run_file.resolve())})
+    except Exception as spool_error:
+        raise RuntimeError(f"neither the store ({type(error).__name__}: {str(error)[:200]}) nor the spool "
+                           f"({type(spool_error).__name__}: {str(spool_error)[:200]}) can be written") from None
+    warn(f"sai_mlflow: the tracking store is not available ({type(error).__name__}: {str(error)[:300]}); "
+         f"training continues and the run is spooled locally as {run_id}")
+    return OpenedRun(run_id, sink)
+
+
+def _synced_run_of(local_id: str, s: TrackingSettings) -> str:
+    """--resume of a run that trained offline: continue the run `sync` made of it (syncing it now if needed)."""
+    from .spool import Spool, spool_root, sync_spool
+
+    spool = Spool(spool_root() / local_id)
+    if spool.log.exists():
+        res = sync_spool(spool, s.tracking_uri)
+        if res.state != "synced":
+            raise RuntimeError(f"run {local_id} trained offline and its spool could not be synced ({res.message})")
+        warn(f"sai_mlflow: run {local_id} (trained offline) was synced as run {res.run_id}; resuming it")
+        return res.run_id
+    client = make_client(s.tracking_uri)
+    found = client.search_runs([get_or_create_experiment(client, s.experiment)], max_results=1,
+                               filter_string=f"tags.`{K.TAG_LOCAL_RUN_ID}` = '{local_id}'")
+    if not found:
+        raise RuntimeError(f"run {local_id} trained offline and was never synced to {s.tracking_uri}: "
+                           "run `sai-mlflow sync` (or pass the store it was synced to with --tracking-uri)")
+    return found[0].info.run_id
+
+
+def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
+    """DDP worker or --resume: the run must be reachable; a resumed run's steps continue from the store."""
+    client = make_client(s.tracking_uri)
+    run = client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
+    opened = OpenedRun(run_id, _spooling_sink(client, run_id, s), client, resumed=bool(trainer.args.resume),
+                       existing_params=dict(run.data.params))
+    if opened.resumed:
+        opened.sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
+        opened.next_steps = _next_steps(client, run_id)
+    if run.info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    return opened
+
+
+def _spooling_sink(client, run_id: str, s: TrackingSettings) -> SpoolingSink:
+    """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
+    return SpoolingSink(client, run_id, report=warn, upload_interval_s=s.publish_interval_s,
+                        drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0), meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
+
+
+def _next_steps(client, run_id: str) -> tuple[int, int, int]:
+    def next_step(key: str) -> int:
+        return max((m.step for m in client.get_metric_history(run_id, key)), default=-1) + 1
+
+    return next_step(K.BATCH_STEP_S), next_step(K.MEMORY_USED_GIB), next_step(K.MEMORY_WINDOW_PEAK_GIB)

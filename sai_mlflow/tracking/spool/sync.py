@@ -1,0 +1,142 @@
+"""`sync`: upload what is still only local, into the run it belongs to, and set its final status."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from dataclasses import dataclass, field
+
+from ... import keys as K
+from .format import KEEP_ENV, Spool, summarize
+from .upload import StoreRefused, Uploader, http_status, drain, refusal_reason
+
+LOCAL_ID_TAG = K.TAG_LOCAL_RUN_ID
+
+
+@dataclass
+class SyncResult:
+    spool_run_id: str
+    run_id: str | None = None
+    uploaded_metrics: int = 0
+    status: str | None = None
+    state: str = ""   # synced / live / dry-run / failed
+    message: str = ""
+    created: bool = False  # the target store had no run for this spool: sync created one
+    kept: list[str] = field(default_factory=list)  # why a synced spool was kept on disk
+    missing: list[str] = field(default_factory=list)  # artifact files gone before they were uploaded
+
+
+def _find(client, run_id: str):
+    """The run in this store, or None when the store has no such run; other failures raise."""
+    try:
+        return client.get_run(run_id)
+    except Exception as e:
+        if http_status(e) == 404:
+            return None
+        reason = refusal_reason(e, run_id)
+        if reason:
+            raise StoreRefused(reason) from e
+        raise
+
+
+def _ensure_run(client, spool: Spool, meta: dict) -> tuple[str, bool]:
+    """The run this spool uploads into, in this store: the one it is bound to, its own MLflow run, the one
+    an earlier sync created (found by tag), or a new one. Returns (run id, created).
+
+    Switching to another run (another store, or one restored from an older backup that lacks the run)
+    moves the watermark back to 0: what was acknowledged was acknowledged by another run, and a resend
+    into the same run adds nothing (docs/durability.md, exactly once).
+    """
+    current = spool.bound_run_id()
+    run_id = None
+    for candidate in dict.fromkeys(x for x in (current, None if spool.local else spool.run_id) if x):
+        run = _find(client, candidate)
+        if run is None:
+            continue
+        if run.info.lifecycle_stage == "deleted":
+            raise StoreRefused(f"run {candidate} is deleted in the store; restore it "
+                               f"(`mlflow runs restore --run-id {candidate}`) and sync again; nothing was uploaded")
+        run_id = candidate
+        break
+    created = False
+    if run_id is None:
+        from ..store import get_or_create_experiment, resolve_experiment
+
+        exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment())
+        found = client.search_runs([exp_id], filter_string=f"tags.`{LOCAL_ID_TAG}` = '{spool.run_id}'",
+                                   max_results=1)
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            tags = {**(meta.get("tags") or {}), LOCAL_ID_TAG: spool.run_id}
+            run = client.create_run(exp_id, start_time=meta.get("created_ms"), tags=tags,
+                                    run_name=meta.get("run_name") or None)
+            run_id, created = run.info.run_id, True
+    if run_id != current:
+        spool.set_watermark(0)
+        spool.bind(run_id)
+    return run_id, created
+
+
+def _point_run_file(path: str | None, local_id: str, run_id: str) -> None:
+    """The checkpoint's run-id file named the local id: point it at the synced run, so `--resume` continues it."""
+    if not path:
+        return
+    try:
+        f = Path(path)
+        if f.read_text().strip() == local_id:
+            f.write_text(run_id + "\n")
+    except OSError:
+        pass  # moved or read-only: --resume still finds the run by its sai.local_run_id tag
+
+
+def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = False) -> SyncResult:
+    """Upload one spool from its watermark and set the status the run should end with.
+
+    The spool is deleted only once the store has acknowledged everything up to the terminal status, and
+    nothing was refused or found corrupt (those are kept on disk for the user, with the reason).
+    """
+    res = SyncResult(spool.run_id, run_id=spool.bound_run_id())
+    if not spool.try_lock():
+        res.state, res.message = "live", "a live process is still writing this spool; left alone"
+        return res
+    try:
+        pend = summarize(spool)
+        res.status = pend.status or "KILLED"
+        if dry_run:
+            res.state = "dry-run"
+            return res
+        meta = spool.meta()
+        from ..store import make_client, resolve_tracking_uri
+
+        uri = tracking_uri or meta.get("tracking_uri") or resolve_tracking_uri()
+        client = make_client(uri)
+        res.run_id, res.created = _ensure_run(client, spool, meta)
+        if spool.local:
+            _point_run_file(meta.get("run_id_file"), spool.run_id, res.run_id)
+        spool.open_for_append()  # drops a torn tail
+        if pend.status is None:  # no terminal record: the process died (SIGKILL, OOM, power)
+            end_ms = pend.last_ts_ms or int(spool.log.stat().st_mtime * 1000)
+            spool.append({"t": "s", "status": "KILLED", "end_ms": end_ms, "by": "sync"})
+        up = Uploader(client, res.run_id)
+        res.uploaded_metrics = drain(spool, up)
+        res.missing = up.missing
+        res.state = "synced"
+        for off, size in pend.corrupt:
+            res.kept.append(f"corrupt record skipped: {size} bytes at byte offset {off} of {spool.log}")
+        refused = spool.rejected()
+        if refused:
+            res.kept.append(f"{len(refused)} item(s) refused by the store for their content, listed in "
+                            f"{spool.dir / 'rejected.jsonl'}")
+        done = spool.watermark >= spool.end
+        if done and not res.kept and os.environ.get(KEEP_ENV, "").lower() not in ("1", "true", "yes"):
+            spool.remove()
+        return res
+    except StoreRefused as e:
+        res.state, res.message = "failed", str(e)
+        return res
+    except Exception as e:
+        res.state, res.message = "failed", f"{type(e).__name__}: {str(e)[:300]}"
+        return res
+    finally:
+        spool.close()

@@ -1,0 +1,226 @@
+"""Sending spool records to MLflow: the REST uploader, what a refusal means, and draining from the watermark.
+
+Idempotence: a request the store took but whose answer was lost is sent again; MLflow's SQL stores
+key a metric on (run, key, timestamp, step, value), so the resend adds nothing, and params/tags
+with the same value are no-ops. `sync` therefore never duplicates a point.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
+from .format import Spool
+
+
+class Uploader:
+    """Sends spool records to MLflow; over HTTP with no client-side retries (the caller backs off)."""
+
+    def __init__(self, client, run_id: str, timeout_s: float = 10.0) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.timeout_s = timeout_s
+        self.http = str(client.tracking_uri).startswith(("http://", "https://"))
+        self.missing: list[str] = []  # artifact files gone from disk before they were uploaded
+
+    def _post(self, endpoint: str, body: dict) -> None:
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        creds = self.client._tracking_client.store.get_host_creds()
+        resp = http_request(creds, endpoint, "POST", max_retries=0, backoff_factor=0,
+                            timeout=self.timeout_s, json=body)
+        verify_rest_response(resp, endpoint)
+
+    def log_batch(self, metrics: list, params: dict, tags: dict) -> None:
+        if self.http:
+            self._post("/api/2.0/mlflow/runs/log-batch", {
+                "run_id": self.run_id,
+                "metrics": [{"key": k, "value": _json_float(v), "timestamp": ts, "step": s} for k, v, ts, s in metrics],
+                "params": [{"key": k, "value": v} for k, v in params.items()],
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            })
+            return
+        from mlflow.entities import Metric, Param, RunTag
+
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in metrics],
+                              params=[Param(k, v) for k, v in params.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def probe(self) -> None:
+        from ..store import probe
+
+        probe(self.client.tracking_uri, timeout_s=min(3.0, self.timeout_s))
+
+    def log_artifact(self, path: str, artifact_path: str | None) -> None:
+        self.probe()  # the artifact client retries for minutes: only start when the server answers
+        self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def log_model(self, path: str, names: dict, imgsz: int) -> None:
+        from ...model import log_detector_model
+
+        self.probe()
+        log_detector_model(self.client, self.run_id, path, names, imgsz)
+
+    def terminate(self, status: str, end_ms: int | None) -> None:
+        if self.http:
+            body = {"run_id": self.run_id, "run_uuid": self.run_id, "status": status}
+            if end_ms:
+                body["end_time"] = int(end_ms)
+            self._post("/api/2.0/mlflow/runs/update", body)
+        else:
+            self.client.set_terminated(self.run_id, status, end_time=end_ms)
+
+
+def _json_float(v: float):
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
+
+
+class StoreRefused(Exception):
+    """The store answered but will not take anything for this run yet: the run is missing or deleted
+    there, or the credentials were refused. Nothing is set aside; the data stays pending until fixed."""
+
+
+_ACTIVE_STATE = "must be in the 'active' state"
+
+
+def http_status(e: BaseException) -> int | None:
+    try:
+        from mlflow.exceptions import MlflowException
+    except Exception:
+        return None
+    if not isinstance(e, MlflowException):
+        return None
+    try:
+        return int(e.get_http_status_code())
+    except Exception:
+        return None
+
+
+def refusal_reason(e: BaseException, run_id: str = "") -> str | None:
+    """Why the store will take nothing for this run until someone acts, or None (an outage, or content)."""
+    code = http_status(e)
+    if code is None:
+        return None
+    run = f"run {run_id}" if run_id else "the run"
+    if code == 404:
+        return (f"the store has no {run} (another store, one restored from an older backup, or the run was "
+                "purged); nothing was set aside")
+    if code == 401:
+        return ("the store refused the credentials (HTTP 401); set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to working ones and run `sai-mlflow sync`")
+    if code == 403:
+        return (f"the store denied permission to write {run} (HTTP 403); ask for edit permission, "
+                "then run `sai-mlflow sync`")
+    if _ACTIVE_STATE in str(e):
+        return f"{run} is deleted in the store; restore it (`mlflow runs restore --run-id {run_id}`), then sync again"
+    return None
+
+
+def is_content_rejection(e: BaseException) -> bool:
+    """The store validated these items and refused them for what they are (a bad key, a changed param):
+    only these may be set aside. An outage (5xx, timeouts, refused connections) or a refusal of the
+    run itself (missing, deleted, 401/403) is not: the data stays pending."""
+    code = http_status(e)
+    return code == 400 and refusal_reason(e) is None
+
+
+def _raise_for(e: BaseException, run_id: str) -> None:
+    """Re-raise a failure that is not a content rejection; a refusal of the run as StoreRefused (says why)."""
+    reason = refusal_reason(e, run_id)
+    if reason is not None:
+        raise StoreRefused(reason) from e
+    if not is_content_rejection(e):
+        raise e
+
+
+def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int, int]:
+    """Send the next request's worth of records from the watermark. Returns (records, metrics) sent.
+
+    Raises on an outage or a refusal of the run (StoreRefused): the watermark does not move. Only items
+    the store rejects for their content go to rejected.jsonl.
+    """
+    wm = spool.watermark
+    metrics: list = []
+    params: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    new_wm = wm
+    n = 0
+    single = None
+    for off, rec in spool.records(wm, end):
+        t = rec.get("t")
+        if t in ("a", "s", "model"):
+            if n == 0:
+                single, new_wm, n = rec, off, 1
+            break
+        if t == "x":  # set aside: documented in the spool, never sent
+            new_wm, n = off, n + 1
+            continue
+        m = rec["p"] if t == "m" else []
+        p = rec["p"] if t == "p" else {}
+        g = rec["p"] if t == "g" else {}
+        if n and (len(metrics) + len(m) > MAX_METRICS or len(params) + len(p) > MAX_PARAMS
+                  or len(tags) + len(g) > MAX_TAGS or set(p) & set(params)):
+            break
+        metrics.extend(m)
+        params.update(p)
+        tags.update(g)
+        new_wm, n = off, n + 1
+    if n == 0:
+        return 0, 0
+    try:
+        if single is not None:
+            if single["t"] in ("a", "model") and not Path(single["path"]).exists():
+                up.missing.append(single["path"])  # nothing to upload, nothing the store refused
+            elif single["t"] == "a":
+                up.log_artifact(single["path"], single.get("ap"))
+            elif single["t"] == "model":
+                up.log_model(single["path"], single["names"], single["imgsz"])
+            else:
+                up.terminate(single["status"], single.get("end_ms"))
+        elif metrics or params or tags:
+            up.log_batch(metrics, params, tags)
+    except Exception as e:
+        _raise_for(e, up.run_id)
+        _one_by_one(spool, up, metrics, params, tags, single, e)
+    spool.set_watermark(new_wm)
+    return n, len(metrics)
+
+
+def _one_by_one(spool, up, metrics, params, tags, single, error) -> None:
+    """A request refused for its content: send item by item; the refused ones go to rejected.jsonl, kept on disk."""
+    if single is not None:
+        spool.add_rejected([{**single, "reason": str(error)[:300]}])
+        return
+    bad = []
+    for k, v, ts, s in metrics:
+        try:
+            up.log_batch([[k, v, ts, s]], {}, {})
+        except Exception as e:
+            _raise_for(e, up.run_id)
+            bad.append({"metric": k, "value": repr(v), "step": s, "reason": str(e)[:300]})
+    for kind, items in (("param", params), ("tag", tags)):
+        for k, v in items.items():
+            try:
+                up.log_batch([], {k: v} if kind == "param" else {}, {k: v} if kind == "tag" else {})
+            except Exception as e:
+                _raise_for(e, up.run_id)
+                bad.append({kind: k, "value": v[:200], "reason": str(e)[:300]})
+    if bad:
+        spool.add_rejected(bad)
+
+
+def drain(spool: Spool, up: Uploader, end: int | None = None, deadline: float | None = None) -> int:
+    """Upload until the watermark reaches `end` (default: the valid end). Returns metrics sent."""
+    sent = 0
+    while deadline is None or time.monotonic() < deadline:
+        n, m = upload_step(spool, up, end)
+        if n == 0:
+            break
+        sent += m
+    return sent
