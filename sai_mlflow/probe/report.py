@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from ..compare import render
-from ..compare.decision import RECOMMENDED, hours, pct
+from ..compare.decision import RECOMMENDED, duration_text, pct
 
 COLUMNS = ("batch", "eff", "train peak GiB", "val peak GiB", "peak %", "s/batch", "img/s", "projected",
            "outcome", "verdict", "reasons")
@@ -26,7 +26,7 @@ def rows(result) -> list[tuple[list[str], str]]:
         codes = v.codes()
         out.append(([str(p.batch), _f(p.batch_effective, "d"), _f(p.train_peak_gib, ".2f"), _f(p.val_peak_gib, ".2f"),
                      "—" if frac is None else pct(frac), _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"),
-                     "—" if r.eta_full_s is None else hours(r.eta_full_s), p.outcome, v.verdict,
+                     "—" if r.eta_full_s is None else duration_text(r.eta_full_s), p.outcome, v.verdict,
                      ", ".join(codes) if codes else "—"], v.verdict))
     return out
 
@@ -37,7 +37,7 @@ def summary_lines(result) -> list[str]:
     if d.recommended is not None:
         r = d.recommended.record
         lines.append(f"Recommended batch: {r.batch_size_effective} (compare-runs' rules and policy over the probes: "
-                     f"shortest projected full run, {hours(r.eta_full_s) if r.eta_full_s else '—'}).")
+                     f"shortest projected full run, {duration_text(r.eta_full_s) if r.eta_full_s else '—'}).")
     else:
         lines.append("No probed batch is acceptable under the policy.")
     if result.fit is not None and result.limit_gib is not None:
