@@ -52,3 +52,9 @@ def test_slices_and_full_run_plan():
     bpe, val = full_run_plan(96, 37413, val_s=2.0, val_images_probe=384, n_val=3840)
     assert bpe == 390 and val == pytest.approx(20.0)
     assert forecast_batches([16, 32], [96, None, 32]) == [64, 96]
+
+
+def test_a_measured_peak_over_the_limit_joins_the_fit_a_crashed_one_does_not():
+    over = Point(128, 128, 143.5, True)
+    assert forecast(GPU + [over]).batches == (32, 64, 128)
+    assert forecast(GPU + [Point(128, None, None, True)]).batches == (32, 64)

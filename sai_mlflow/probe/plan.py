@@ -50,8 +50,9 @@ def parse_batches(text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Point:
-    """One probe as --auto sees it: the batch asked for, the one trained, the peak, and whether it
-    was over the limit (measured over, out of memory, or halved by Ultralytics)."""
+    """One probe as --auto sees it: the batch asked for, the one trained, the peak (None when the probe
+    crashed: a partial peak is no batch's demand), and whether it was over the limit (measured over,
+    out of memory, or halved by Ultralytics). A measured peak over the limit still joins the fit."""
 
     batch: int
     batch_effective: int | None
@@ -68,7 +69,7 @@ class Step:
 
 def forecast(points: Sequence[Point]) -> MemoryFit | None:
     """The fit --auto and the report use: least squares over measured points; with one, proportional."""
-    pts = [(p.batch_effective or p.batch, p.peak_gib) for p in points if p.peak_gib and not p.over]
+    pts = [(p.batch_effective or p.batch, p.peak_gib) for p in points if p.peak_gib]
     fit = fit_peak_memory(pts)
     if fit is None and pts:
         b, peak = pts[-1]

@@ -190,7 +190,8 @@ class Session:
             self.total_gib = m[K.SUMMARY_TOTAL_GIB]
 
     def points(self) -> list[Point]:
-        return [Point(r.batch, r.batch_effective, r.peak_gib, r.outcome == OVER_LIMIT) for r in self.results]
+        return [Point(r.batch, r.batch_effective, None if r.error else r.peak_gib, r.outcome == OVER_LIMIT)
+                for r in self.results]
 
     # --- the whole session ----------------------------------------------------------------------
     def run(self, batches: Sequence[int] | None, auto_start: int = DEFAULT_AUTO_START,
