@@ -43,6 +43,22 @@ class TrackingSection(Strict):
     system_metrics_interval_s: float = Field(10.0, gt=0, le=600, description="system metrics sample period")
 
 
+class GuardSection(Strict):
+    """The live guard (docs/probe.md): stop at the end of the epoch where one of these codes is found."""
+
+    stop_on: list[str] = Field(default_factory=list, description="reject-level reason codes; [] = warn only")
+
+    @field_validator("stop_on")
+    @classmethod
+    def _codes(cls, v: list[str]) -> list[str]:
+        from .guard import GuardConfigError, parse_stop_on
+
+        try:
+            return list(parse_stop_on(v))
+        except GuardConfigError as e:
+            raise ValueError(str(e).removeprefix("guard.stop_on: ")) from None
+
+
 class SyntheticSection(Strict):
     """Generate a synthetic dataset at `out` when `train.data` does not exist yet."""
 
@@ -68,6 +84,7 @@ class TrainConfig(Strict):
     run_name: str | None = None
     stage: str = ""
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    guard: GuardSection = Field(default_factory=GuardSection)
     synthetic: SyntheticSection | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)
@@ -112,7 +129,7 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(target, dict):
                 raise ConfigError(f"--set {key}: '{section}' is not a section")
             target[sub] = value
-        elif key in ("tracking", "synthetic"):
+        elif key in ("tracking", "synthetic", "guard"):
             doc[key] = value  # a whole section: null to drop it, or a {mapping}
         elif key in TrainConfig.model_fields and key not in ("train", "source"):
             doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()  # our own top-level keys are text

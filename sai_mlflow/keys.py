@@ -27,8 +27,12 @@ CONTRACT_TAGS = (
 )
 
 CACHE_MODES = ("none", "ram", "disk")
+RUN_KIND_TRAIN = "train"
+RUN_KIND_PROBE = "probe"
+RUN_KIND_PROBE_SESSION = "probe_session"
 RUN_KIND_ULTRALYTICS = "ultralytics"  # shown (never written) for runs logged by Ultralytics' own MLflow callback
-RUN_KINDS = ("train", "probe", "probe_session", "import", "replay", "decision", RUN_KIND_ULTRALYTICS)
+RUN_KINDS = (RUN_KIND_TRAIN, RUN_KIND_PROBE, RUN_KIND_PROBE_SESSION, "import", "replay", "decision", RUN_KIND_ULTRALYTICS)
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag: a probe under its session
 MEMORY_SOURCES = ("nvml", "rss")
 
 # Written by compare-runs --tag-runs and preflight; not part of the run identity.
@@ -52,6 +56,19 @@ TAG_VERSION_ALIAS = "sai.alias"
 TAG_VERSION_PREVIOUS = "sai.previous_version"
 TAG_VERSION_GATES = "sai.gates"
 TAG_VERSION_BY = "sai.by"
+
+# The live guard (sai_mlflow/guard.py): a finding during training, and the code that stopped it.
+TAG_ALERT_PREFIX = "sai.alert."  # sai.alert.<reason code> = the one-line message with its fix
+TAG_STOPPED_BY = "sai.stopped_by"
+
+# `sai-mlflow probe`: on each probe run, and on the probe_session parent.
+TAG_PROBE_OUTCOME = "sai.probe.outcome"            # probe: measured / over_limit / failed
+TAG_PROBE_PREDICTED_PEAK = "sai.probe.predicted_peak_gib"  # probe: the fit's forecast when it was launched
+TAG_PROBE_BATCHES = "sai.probe.batches"            # session: the batches probed, in order
+TAG_PROBE_RECOMMENDED = "sai.probe.recommended_batch"
+TAG_PROBE_SUGGESTED = "sai.probe.suggested_batch"
+TAG_PROBE_NEXT_COMMAND = "sai.probe.next_command"
+TAG_PROBE_STOP_REASON = "sai.probe.stop_reason"    # session: why --auto stopped growing
 
 # --- params -----------------------------------------------------------------
 ENV_PARAMS = (

@@ -59,11 +59,13 @@ class RunTracker:
         self.audit = getattr(trainer, "sai_audit", None)
         self._batch_cursor = 0
         self._mem_cursor = 0
+        self.setup_tags: dict[str, str] = {}
+        self.guard = self._make_guard()
         self.window_index = 0
         self._window_cursor = 0
         self.mem_offset = 0
         self.setup_tags: dict[str, str] = {}
-        self.limit_fraction = memory_limit_fraction()  # drawn as memory/limit_gib: the limit compare-runs judges by
+        self.limit_fraction = memory_limit_fraction(self.settings.policy_file)  # drawn as memory/limit_gib: the limit compare-runs judges by
         system_offset = 0
         if sink is not None:  # tests: an in-memory sink, no store
             self.client, self.run_id, self.sink, self.experiment_id = None, "", sink, ""
@@ -93,6 +95,15 @@ class RunTracker:
             return SystemSampler(self.settings.system_metrics_interval_s, step_offset).start()
         except Exception as e:
             warn(f"sai_mlflow: MLflow's system metrics are off for this run ({type(e).__name__}: {e})")
+
+    def _make_guard(self):
+        """The live guard (guard.py); a policy that cannot be read turns the guard off, never training."""
+        try:
+            from .guard import guard_from_settings
+
+            return guard_from_settings(self.settings)
+        except Exception as e:
+            warn(f"sai_mlflow: the live guard is off for this run ({type(e).__name__}: {e})")
             return None
 
     # --- collectors (publisher thread) --------------------------------------------------------------
@@ -147,7 +158,10 @@ class RunTracker:
             params = {k: v for k, v in params.items() if k not in self.existing_params}
         train_path = (trainer.data or {}).get("train")
         on_tmpfs = False
-        if train_path:
+        preset = self.audit or getattr(trainer, "sai_audit", None)
+        if preset is not None:  # audited before (train's preflight, a probe): where the real images live
+            on_tmpfs = bool(preset.on_tmpfs)
+        elif train_path:
             from .data.audit import is_on_tmpfs
 
             first = train_path[0] if isinstance(train_path, list) else train_path
@@ -161,9 +175,10 @@ class RunTracker:
             K.TAG_MODEL: Path(str(args.get("model"))).name,
             K.TAG_IMGSZ: str(train_imgsz(args.get("imgsz"))),
             K.TAG_STAGE: self.settings.stage,
-            K.TAG_RUN_KIND: "train",
+            K.TAG_RUN_KIND: self.settings.run_kind,
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
         }
+        self.setup_tags = tags
         self.publisher.put(Batch(params=params, tags=tags))
         self.setup_tags = tags
         data_yaml = args.get("data")
@@ -242,6 +257,8 @@ class RunTracker:
         summary = self._summary(trainer, epoch)
         points += [(k, v, ts, 0) for k, v in summary.items()]
         self.publisher.put(Batch(metrics=points, tags={K.TAG_BATCH_SIZE_EFFECTIVE: str(trainer.batch_size)}))
+        if self.guard is not None and validated:
+            self.guard.after_epoch(self, trainer, epoch, values, summary)
 
     def _summary(self, trainer, epochs_completed: int) -> dict[str, float]:
         rows = list(self.clock.rows)

@@ -282,6 +282,24 @@ def test_filter_string_and_probe_runs(sqlite_uri, client):
     assert "probe" not in by_name(obj)
 
 
+def test_probe_runs_are_evidence_for_the_fit_never_candidates(sqlite_uri, client):
+    """A probe is faster by construction (a few batches): it must never be recommended, but its
+    (batch, peak) joins the memory fit, so one training plus two probes give a suggested batch."""
+    log_run(client, "b96", batch=96, summary={K.SUMMARY_PEAK_GIB: 105.0, K.SUMMARY_PEAK_FRACTION: 0.75})
+    probe = {K.TAG_RUN_KIND: "probe"}
+    log_run(client, "probe-b32", batch=32, tags=probe, summary={K.SUMMARY_PEAK_GIB: 37.2, K.SUMMARY_ETA_FULL_S: 1.0})
+    log_run(client, "probe-b64", batch=64, tags=probe, summary={K.SUMMARY_PEAK_GIB: 72.8, K.SUMMARY_ETA_FULL_S: 1.0})
+    log_run(client, "session", tags={K.TAG_RUN_KIND: "probe_session"})
+    code, obj = judge(sqlite_uri, "--experiment", EXP)
+    assert code == 0 and list(by_name(obj)) == ["b96"] and obj["recommended"]["batch_size"] == 96
+    assert sorted(e["batch_size"] for e in obj["evidence"]) == [32, 64]
+    assert obj["suggested_batch"] == 115  # fit over (32, 37.2) (64, 72.8) (96, 105) under 0.9 x 140 GiB
+    table = run_cli(sqlite_uri, "--experiment", EXP, "--width", "200")
+    assert "Evidence (probe runs" in table.output
+    only = run_cli(sqlite_uri, obj["evidence"][0]["run_id"])
+    assert only.exit_code == 2 and "only probe runs" in only.output
+
+
 def test_tag_runs_writes_verdicts_back(sqlite_uri, client):
     bad = log_run(client, "bad", tags={K.TAG_CACHE_MODE: "ram", K.TAG_DATA_ON_TMPFS: "true"})
     good = log_run(client, "good")

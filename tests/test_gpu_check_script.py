@@ -19,3 +19,7 @@ def test_gpu_check_cpu_path_prints_the_table():
     assert "CPU path" in out
     assert "median per-pair ratio ours/plain" in out
     assert "hot-path hook cost p50 / p99 / max" in out
+    # the probe check: two probes forecast a third batch against a real run; AutoBatch beside it
+    assert "forecast for batch 8:" in out and "error of the total" in out
+    assert "AutoBatch (batch=-1): chose batch" in out
+    assert "three-probe session" in out

@@ -16,9 +16,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import compare, preflight, registry, sync, train
+    from . import compare, preflight, probe, registry, sync, train
 
-    for module in (train, compare, preflight, registry, sync):
+    for module in (train, probe, compare, preflight, registry, sync):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -61,7 +61,7 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     """
     from ..compare import render
     from ..compare.decision import decide
-    from ..compare.loader import InputError, load_records, plot_series
+    from ..compare.loader import InputError, load_records, plot_series, split_evidence
     from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import resolve_experiment
 
@@ -83,7 +83,11 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
             records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
     except InputError as e:
         raise UsageError(str(e)) from None
-    decision = decide(records, policy)
+    records, probes = split_evidence(records)
+    if not records:
+        raise UsageError(f"only probe runs here ({len(probes)}): probes are evidence, not trainings; "
+                         "read their session with `sai-mlflow probe`'s report, or compare finished trainings")
+    decision = decide(records, policy, evidence=probes)
     links = _links(ui_url, decision)
     series = plot_series(client, records) if (plot_file or log_report) else None
     if log_report:

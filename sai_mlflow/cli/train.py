@@ -136,6 +136,17 @@ def _check_store(uri: str, experiment: str, artifact_location: str, console) -> 
         console.print(f"[yellow]warning:[/] {warning}")
 
 
+def _checked_policy(policy_file: str | None) -> str:
+    """The guard's policy file, read once here so that a bad one is refused (exit 2) before training."""
+    from ..compare.policy import PolicyError, load_policy
+
+    try:
+        load_policy(policy_file)
+    except PolicyError as e:
+        raise UsageError(str(e)) from None
+    return str(Path(policy_file).resolve()) if policy_file else ""
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -146,7 +157,9 @@ def _check_store(uri: str, experiment: str, artifact_location: str, console) -> 
 @click.option("--run-name", default=None)
 @click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
 @click.option("--ui-url", default=None, help="MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)")
-def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url) -> None:
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="the live guard's policy YAML, as for compare-runs [default: configs/decision.yaml]")
+def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url, policy_file) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
     from .. import keys as K
     from ..config import ConfigError, load_config
@@ -162,6 +175,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         cfg = load_config(config_path, list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
+    policy_file = _checked_policy(policy_file)
     args = cfg.train_args()
     data = Path(str(args["data"]))
     if not data.exists() and cfg.synthetic is not None:
@@ -192,6 +206,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         artifact_location=cfg.tracking.artifact_location,
         system_metrics=cfg.tracking.system_metrics,
         system_metrics_interval_s=cfg.tracking.system_metrics_interval_s,
+        guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file,
     )
     from ..trainer import TrackedDetectionTrainer
 

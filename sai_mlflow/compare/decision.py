@@ -154,6 +154,7 @@ class Decision:
     suggested_batch: int | None
     fit: MemoryFit | None
     limit_gib: float | None
+    evidence: list[RunRecord] = field(default_factory=list)  # probes whose points joined the fit
 
     @property
     def exit_code(self) -> int:
@@ -434,6 +435,19 @@ def _check_batch_changed(r: RunRecord) -> Reason | None:
 
 # --- decide --------------------------------------------------------------------------------------
 
+def check_run(r: RunRecord, policy) -> list[Reason]:
+    """The per-run checks, on one record alone: what compare-runs judges each run by, and what the
+    live guard (sai_mlflow/guard.py) runs on a training's own record after each validation."""
+    implausible = _check_implausible(r)
+    reasons = ([implausible] if implausible is not None else []) + _check_incomplete(r)
+    for reason in (_check_memory_over_limit(r, policy), _check_map_degradation(r, policy),
+                   _check_double_cache(r), _check_memory_leak(r, policy),
+                   _check_data_bound(r, policy), _check_batch_changed(r)):
+        if reason is not None:
+            reasons.append(reason)
+    return reasons
+
+
 def _rank_key(v: Verdict, use_eta: bool, order: int):
     r = v.record
     if use_eta:
@@ -445,8 +459,11 @@ def _rank_key(v: Verdict, use_eta: bool, order: int):
     return (speed, -m, order)
 
 
-def decide(records: Sequence[RunRecord], policy) -> Decision:
-    """Judge `records` (in the order listed) under `policy`."""
+def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] = ()) -> Decision:
+    """Judge `records` (in the order listed) under `policy`.
+
+    `evidence` (probe runs, in compare-runs) is never judged nor recommended: those of the compared
+    group only add their (batch, peak) points to the memory fit behind `suggested_batch`."""
     group = choose_group(records)
     verdicts: list[Verdict] = []
     for r in records:
@@ -456,15 +473,7 @@ def decide(records: Sequence[RunRecord], policy) -> Decision:
             v.reasons.append(Reason(NOT_COMPARABLE_CODE, EXCLUDE, _not_comparable_message(r, group)))
             verdicts.append(v)
             continue
-        implausible = _check_implausible(r)
-        if implausible is not None:
-            v.reasons.append(implausible)
-        v.reasons.extend(_check_incomplete(r))
-        for reason in (_check_memory_over_limit(r, policy), _check_map_degradation(r, policy),
-                       _check_double_cache(r), _check_memory_leak(r, policy),
-                       _check_data_bound(r, policy), _check_batch_changed(r)):
-            if reason is not None:
-                v.reasons.append(reason)
+        v.reasons.extend(check_run(r, policy))
         verdicts.append(v)
 
     members = [v for v in verdicts if v.verdict != NOT_COMPARABLE]
@@ -503,9 +512,10 @@ def decide(records: Sequence[RunRecord], policy) -> Decision:
         for v in ranked[1:]:
             v.verdict = ACCEPTABLE
 
-    fit, limit, suggested = suggest_batch(trusted, policy)
+    used = [r for r in evidence if r.group_key == group]
+    fit, limit, suggested = suggest_batch(trusted + [Verdict(r) for r in used], policy)
     return Decision(policy=policy.as_dict(), verdicts=verdicts, group_key=group, recommended=recommended,
-                    suggested_batch=suggested, fit=fit, limit_gib=limit)
+                    suggested_batch=suggested, fit=fit, limit_gib=limit, evidence=used)
 
 
 def suggest_batch(members: Sequence[Verdict], policy) -> tuple[MemoryFit | None, float | None, int | None]:

@@ -9,9 +9,10 @@ tells how far the per-epoch mAP50 got and how many memory samples exist, so
   own rule (`sample_indices`), for runs with enough samples to judge a leak.
 Series are read directly from SQL stores, through an `mlflow server`'s bulk endpoint (sampled in SQL
 on the server, 100 runs a request), else through the public API; all three keep the same points.
-Runs of kind `train`, `import` and `replay` are treated alike; `probe` runs are left out of an
-experiment listing (they are a few batches long) unless named by id, and so are `decision` runs
-(compare-runs' own reports).
+Runs of kind `train`, `import` and `replay` are treated alike. `probe` runs (a few batches long)
+are evidence, never candidates: `split_evidence` sets them apart so that they only add points to the
+memory fit; `probe_session` parents (no figures of their own) and `decision` runs (compare-runs' own
+reports) are left out of an experiment listing.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def find_runs(client, run_ids: Sequence[str] = (), experiment: str | None = None
                                 order_by=["attributes.start_time ASC"]))
     except MlflowException as e:
         raise InputError(f"bad --filter {filter_string!r}: {getattr(e, 'message', e)}") from None
-    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) not in ("probe", K.RUN_KIND_DECISION)]
+    runs = [r for r in runs if r.data.tags.get(K.TAG_RUN_KIND) not in (K.RUN_KIND_PROBE_SESSION, K.RUN_KIND_DECISION)]
     if not runs:
         what = f" matching {filter_string!r}" if filter_string else ""
         raise InputError(f"experiment '{experiment}' has no runs{what}")
@@ -462,6 +463,13 @@ def load_series(client, records: Sequence[RunRecord], plan: dict[str, set[str]],
         advance = (lambda: bar.advance(task)) if bar else None
         for rid, rows in fetch_series(client, K.MEMORY_USED_GIB, windows, MEMORY_POINTS, advance).items():
             by_id[rid].memory_steady = [(ts / 1000.0, v) for _, ts, v in _finite(rows)]
+
+
+def split_evidence(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]]:
+    """(candidates, probes): a probe is a few batches long, so it informs the memory fit but is
+    never judged as if it were a finished training."""
+    probes = [r for r in records if r.run_kind == K.RUN_KIND_PROBE]
+    return [r for r in records if r.run_kind != K.RUN_KIND_PROBE], probes
 
 
 def load_records(client, run_ids: Sequence[str] = (), experiment: str | None = None,

@@ -132,9 +132,10 @@ def load_policy(path: str | Path | None = None, overrides: dict[str, Any] | None
     return make_policy(values, source)
 
 
-def memory_limit_fraction() -> float:
-    """The fraction drawn as `memory/limit_gib` in runs' memory panels: the default policy's, else 0.90."""
+def memory_limit_fraction(path: str | Path | None = None) -> float:
+    """The fraction drawn as `memory/limit_gib` in runs' memory panels: the policy's (`path`, else the
+    default file), else the built-in 0.90."""
     try:
-        return load_policy().max_memory_fraction
+        return load_policy(path or None).max_memory_fraction
     except PolicyError:
         return Policy().max_memory_fraction

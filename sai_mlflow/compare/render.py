@@ -50,8 +50,13 @@ def to_json_obj(d: Decision) -> dict[str, Any]:
     if d.recommended is not None:
         r = d.recommended.record
         rec = {"run_id": r.run_id, "batch_size": r.batch_size_effective or r.batch_size}
-    return {"policy": d.policy, "recommended": rec, "suggested_batch": d.suggested_batch,
-            "runs": [run_dict(v) for v in d.verdicts]}
+    out = {"policy": d.policy, "recommended": rec, "suggested_batch": d.suggested_batch,
+           "runs": [run_dict(v) for v in d.verdicts]}
+    if d.evidence:  # probes: points of the memory fit, never verdicts
+        out["evidence"] = [{"run_id": r.run_id, "run_kind": r.run_kind, "batch_size": r.batch_size,
+                            "batch_size_effective": r.batch_size_effective, "peak_gib": _r(r.peak_gib, 2)}
+                           for r in d.evidence]
+    return out
 
 
 def to_json(d: Decision) -> str:
@@ -212,6 +217,9 @@ def row_cells(v: Verdict) -> list[str]:
 
 def details(d: Decision) -> list[str]:
     lines = []
+    if d.evidence:
+        pts = ", ".join(f"b{r.batch_size_effective or r.batch_size} {_f(r.peak_gib, '.1f')} GiB" for r in d.evidence)
+        lines.append(f"Evidence (probe runs, in the memory fit only, never recommended): {pts}")
     for v in d.verdicts:
         for x in v.reasons:
             if x.severity != INFO:

@@ -46,7 +46,7 @@ def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
 
 
 def _create(trainer, s: TrackingSettings) -> OpenedRun:
-    tags = source_tags({K.TAG_RUN_KIND: "train", K.TAG_STAGE: s.stage})
+    tags = source_tags({K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage})
     try:
         client = make_client(s.tracking_uri)
         exp_id = get_or_create_experiment(client, s.experiment, s.artifact_location or None)

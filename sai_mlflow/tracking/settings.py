@@ -22,6 +22,9 @@ _ENV = {
     "artifact_location": "SAI_MLFLOW_ARTIFACT_LOCATION",
     "system_metrics": "SAI_MLFLOW_SYSTEM_METRICS",
     "system_metrics_interval_s": "SAI_MLFLOW_SYSTEM_METRICS_INTERVAL_S",
+    "run_kind": "SAI_MLFLOW_RUN_KIND",
+    "guard_stop_on": "SAI_MLFLOW_GUARD_STOP_ON",
+    "policy_file": "SAI_MLFLOW_POLICY_FILE",
 }
 
 
@@ -39,6 +42,9 @@ class TrackingSettings:
     artifact_location: str = ""
     system_metrics: bool = True  # MLflow's system/* metrics (CPU, RAM, disk, network, GPU)
     system_metrics_interval_s: float = 10.0
+    run_kind: str = "train"         # `probe` for a run of `sai-mlflow probe`
+    guard_stop_on: str = ""         # reason codes, comma-separated: the live guard stops on these
+    policy_file: str = ""           # the guard's policy (else configs/decision.yaml)
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":

@@ -1,0 +1,241 @@
+"""The live guard: compare-runs' per-run checks on a training's own record, after each validation.
+
+No second copy of a rule or threshold: the record so far is a `RunRecord` and the checks are
+`compare.decision.check_run` under the same policy (configs/decision.yaml or `train --policy`).
+A finding of severity reject or warn is new the first time its code appears: it is printed once,
+with its fix, and set as the `sai.alert.<code>` tag. When its code is in `guard.stop_on` and it is
+reject-level, training stops cleanly at the end of this epoch (Ultralytics' `trainer.stop`: last.pt
+is already saved, the run ends FINISHED) and the run is tagged `sai.stopped_by`. Only the logging
+process (rank -1/0) has a guard; under DDP Ultralytics broadcasts rank 0's `stop` to every rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from . import keys as K
+from .compare.decision import (
+    BATCH_CHANGED, DATA_BOUND, DOUBLE_CACHE, INCOMPLETE, MAP_DEGRADATION, MEMORY_LEAK, MEMORY_OVER_LIMIT,
+    REASON_CODES, REJECT, WARN, Reason, RunRecord, check_run,
+)
+from .compare.memfit import MemoryFit
+
+# codes that can be of severity reject (stop_on accepts only these); `incomplete` is the normal state
+# of a run still training, so the guard never reports it
+STOPPABLE = (MEMORY_OVER_LIMIT, MAP_DEGRADATION, DOUBLE_CACHE, MEMORY_LEAK)
+STEADY_POINTS = 500  # the memory_leak check reads at most this many steady-state samples
+
+
+class GuardConfigError(ValueError):
+    """stop_on names a code the guard cannot stop on: one sentence (config error, exit 2)."""
+
+
+def parse_stop_on(codes: Iterable[str]) -> tuple[str, ...]:
+    """Validate `guard.stop_on`: known codes that can be reject-level; raise GuardConfigError otherwise."""
+    out = []
+    for code in codes:
+        c = str(code).strip()
+        if not c:
+            continue
+        if c not in REASON_CODES:
+            from .config import closest
+
+            raise GuardConfigError(f"guard.stop_on: unknown code '{c}'{closest(c, STOPPABLE)} "
+                                   f"(codes it can stop on: {', '.join(STOPPABLE)})")
+        if c not in STOPPABLE:
+            raise GuardConfigError(f"guard.stop_on: '{c}' is never reject-level, and the guard stops only on "
+                                   f"reject-level findings (codes it can stop on: {', '.join(STOPPABLE)})")
+        out.append(c)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Alert:
+    reason: Reason
+    line: str      # message and fix, one line: printed and set as sai.alert.<code>
+    stop: bool     # reject-level and in stop_on
+
+
+def largest_safe_batch(batch: int, peak_gib: float, limit_gib: float) -> int | None:
+    """From one run alone: memory taken as proportional to the batch, which over-states the cost per
+    image (the fixed part is counted in it), so the batch found is a safe, conservative one."""
+    if not batch or not peak_gib or peak_gib <= 0:
+        return None
+    return MemoryFit(0.0, peak_gib / batch, (batch,)).largest_batch_under(limit_gib)
+
+
+def fix_for(reason: Reason, r: RunRecord, policy, val_peak_is_max: bool = False) -> str:
+    """The one-line fix for a finding, with the exact flag to use where one exists."""
+    batch = r.batch_size_effective or r.batch_size
+    if reason.code == MEMORY_OVER_LIMIT:
+        where = " (in validation, which runs at 2x batch)" if val_peak_is_max else ""
+        safe = None
+        if r.peak_gib and r.total_gib:
+            safe = largest_safe_batch(batch, r.peak_gib, policy.max_memory_fraction * r.total_gib)
+        if safe:
+            return f"{where}; largest safe batch {safe}: restart with --set batch={safe}"
+        return f"{where}; restart with a smaller batch"
+    if reason.code == MAP_DEGRADATION:
+        return "; restart from epoch 0 with a smaller batch (the seed recovered at 96 from 128) or a lower lr0"
+    if reason.code == DOUBLE_CACHE:
+        return "; restart with --set cache=false: the images already live on a tmpfs"
+    if reason.code == MEMORY_LEAK:
+        return "; look for tensors or caches kept across batches, then resume from last.pt with --resume"
+    if reason.code == DATA_BOUND:
+        return "; raise workers, or stage the images on /dev/shm with `sai-mlflow stage-shm`"
+    if reason.code == BATCH_CHANGED:
+        return (f"; Ultralytics lowered the batch after running out of memory: restart with --set batch={batch} "
+                "so the run says what it trains with")
+    return ""
+
+
+class Guard:
+    """Remembers which codes it already reported; `judge` is pure apart from that memory."""
+
+    def __init__(self, policy, stop_on: Sequence[str] = ()) -> None:
+        self.policy = policy
+        self.stop_on = parse_stop_on(stop_on)
+        self.seen: set[str] = set()
+        self.stopped_by: str | None = None
+        self._map50: dict[int, float] = {}   # epoch -> val/mAP50 so far
+        self._peaks = [0.0, 0.0]             # highest train and validation peaks so far
+
+    def judge(self, record: RunRecord, val_peak_is_max: bool = False) -> list[Alert]:
+        """New reject/warn findings on the record so far (each code once per run)."""
+        alerts = []
+        for reason in check_run(record, self.policy):
+            if reason.code == INCOMPLETE or reason.severity not in (REJECT, WARN) or reason.code in self.seen:
+                continue
+            self.seen.add(reason.code)
+            batch = record.batch_size_effective or record.batch_size
+            line = f"batch {batch}: {reason.message}{fix_for(reason, record, self.policy, val_peak_is_max)}"
+            stop = reason.severity == REJECT and reason.code in self.stop_on and self.stopped_by is None
+            if stop:
+                self.stopped_by = reason.code
+            alerts.append(Alert(reason, line, stop))
+        return alerts
+
+    # --- glue: called by the tracker at the end of a validated epoch (the logging process only) -----
+    def after_epoch(self, tracker, trainer, epoch: int, values: dict, summary: dict) -> None:
+        """Judge, print, tag, and ask Ultralytics to stop after this epoch when stop_on says so."""
+        from .log import warn
+        from .tracking.sink import Batch
+
+        if values.get(K.VAL_MAP50) is not None:
+            self._map50[epoch] = values[K.VAL_MAP50]
+        record = record_so_far(tracker, trainer, epoch, summary, self._map50)
+        alerts = self.judge(record, val_peak_is_max=self._val_peak_is_max(values))
+        tags = {}
+        for a in alerts:
+            warn(f"sai_mlflow guard: {a.line}")
+            tags[K.TAG_ALERT_PREFIX + a.reason.code] = a.line[:5000]
+            if a.stop:
+                tags[K.TAG_STOPPED_BY] = a.reason.code
+                trainer.stop = True
+                warn(f"sai_mlflow guard: stopping at the end of epoch {epoch} on {a.reason.code} "
+                       f"(guard.stop_on); last.pt is saved and the run ends FINISHED")
+        if tags:
+            tracker.publisher.put(Batch(tags=tags))
+
+    def _val_peak_is_max(self, values: dict) -> bool:
+        self._peaks[0] = max(self._peaks[0], values.get(K.EPOCH_TRAIN_PEAK_GIB) or 0.0)
+        self._peaks[1] = max(self._peaks[1], values.get(K.EPOCH_VAL_PEAK_GIB) or 0.0)
+        return self._peaks[1] > self._peaks[0]
+
+
+def _steady(samples: Sequence[tuple[int, float]]) -> list[tuple[float, float]]:
+    """The second half of (wall ms, GiB) samples as (s, GiB), thinned to STEADY_POINTS."""
+    half = samples[len(samples) // 2:]
+    stride = max(1, len(half) // STEADY_POINTS)
+    return [(ms / 1000.0, g) for ms, g in half[::stride]]
+
+
+def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, float]) -> RunRecord:
+    """A live run's RunRecord, from the tracker's own state: what compare-runs would load for it now."""
+    tags = getattr(tracker, "setup_tags", {}) or {}
+    samples = list(tracker.monitor.samples)
+    series = dict(map50)
+    on_tmpfs = tags.get(K.TAG_DATA_ON_TMPFS)
+    return RunRecord(
+        run_id=tracker.run_id, status="RUNNING", run_kind=tags.get(K.TAG_RUN_KIND),
+        batch_size=tracker.requested_batch, batch_size_effective=int(trainer.batch_size),
+        cache_mode=tags.get(K.TAG_CACHE_MODE), data_on_tmpfs=None if on_tmpfs is None else on_tmpfs == "true",
+        model=tags.get(K.TAG_MODEL), gpu=tags.get(K.TAG_GPU), memory_source=tags.get(K.TAG_MEMORY_SOURCE),
+        step_s_steady=summary.get(K.SUMMARY_STEP_S_STEADY), images_per_s=summary.get(K.SUMMARY_IMAGES_PER_S),
+        warmup_batches=summary.get(K.SUMMARY_WARMUP_BATCHES),
+        data_wait_fraction=summary.get(K.SUMMARY_DATA_WAIT_FRACTION),
+        peak_gib=summary.get(K.SUMMARY_PEAK_GIB), total_gib=summary.get(K.SUMMARY_TOTAL_GIB),
+        peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION), best_map50=summary.get(K.SUMMARY_BEST_MAP50),
+        eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
+        epochs_planned=summary.get(K.SUMMARY_EPOCHS_PLANNED),
+        start_time_s=samples[0][0] / 1000.0 if samples else None,
+        map50_last_epoch=max(series) if series else None, map50=series or None,
+        memory_samples=len(samples) or None, memory_last_time_s=samples[-1][0] / 1000.0 if samples else None,
+        memory_steady=_steady(samples) if samples else None,
+    )
+
+
+def guard_from_settings(settings) -> Guard:
+    """The guard of one training: the policy file of the settings (else configs/decision.yaml) and stop_on."""
+    from .compare.policy import load_policy
+
+    return Guard(load_policy(settings.policy_file or None), [c for c in settings.guard_stop_on.split(",") if c])
+
+
+# --- replay: a recorded history through the guard, epoch by epoch (docs/probe.md, the seed) --------
+
+def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
+           guard: Guard) -> list[tuple[int, float, list[Alert]]]:
+    """(epoch, seconds since start at its end, new alerts) for each completed epoch of a recorded run.
+
+    `metrics` are (key, value, timestamp ms, step) as MLflow holds them; at the end of epoch e the
+    guard sees what a live run would have had: batches, memory samples and mAP50 up to then.
+    """
+    from .telemetry.summary import SummaryInputs, compute_summary
+
+    by_key: dict[str, list[tuple[int, int, float]]] = {}
+    for key, value, ts, step in metrics:
+        by_key.setdefault(key, []).append((step, ts, value))
+    for rows in by_key.values():
+        rows.sort()
+    final = {k: rows[-1][2] for k, rows in by_key.items() if k in K.SUMMARY_KEYS}
+    ends = {step: ts for step, ts, _ in by_key.get(K.EPOCH_DURATION_S, []) or by_key.get(K.VAL_MAP50, [])}
+    t0 = min((ts for rows in by_key.values() for _, ts, _ in rows), default=0)
+    batch = int(tags.get(K.TAG_BATCH_SIZE) or 0) or None
+    eff = int(tags.get(K.TAG_BATCH_SIZE_EFFECTIVE) or 0) or batch
+    out = []
+    train_peak = val_peak = 0.0
+    for epoch in sorted(ends):
+        end = ends[epoch]
+        steps = [v for _, ts, v in by_key.get(K.BATCH_STEP_S, []) if ts <= end]
+        waits = [v for _, ts, v in by_key.get(K.BATCH_DATA_WAIT_S, []) if ts <= end]
+        mem = [(ts, v) for _, ts, v in sorted(by_key.get(K.MEMORY_USED_GIB, []), key=lambda x: x[1]) if ts <= end]
+        map50 = {s: v for s, _, v in by_key.get(K.VAL_MAP50, []) if s <= epoch}
+        for key, acc in ((K.EPOCH_TRAIN_PEAK_GIB, 0), (K.EPOCH_VAL_PEAK_GIB, 1)):
+            v = next((v for s, _, v in by_key.get(key, []) if s == epoch), 0.0)
+            if acc == 0:
+                train_peak = max(train_peak, v)
+            else:
+                val_peak = max(val_peak, v)
+        summary = compute_summary(SummaryInputs(
+            step_s=steps, data_wait_s=waits if len(waits) == len(steps) else (), batch_size_effective=eff,
+            peak_gib=max((g for _, g in mem), default=None), total_gib=final.get(K.SUMMARY_TOTAL_GIB),
+            map50=[map50[e] for e in sorted(map50)], epochs_completed=epoch,
+            epochs_planned=int(final[K.SUMMARY_EPOCHS_PLANNED]) if K.SUMMARY_EPOCHS_PLANNED in final else None,
+            batches_per_epoch=int(final[K.SUMMARY_BATCHES_PER_EPOCH]) if K.SUMMARY_BATCHES_PER_EPOCH in final else None,
+        ))
+        on_tmpfs = tags.get(K.TAG_DATA_ON_TMPFS)
+        record = RunRecord(
+            run_id="replay", status="RUNNING", batch_size=batch, batch_size_effective=eff,
+            cache_mode=tags.get(K.TAG_CACHE_MODE), data_on_tmpfs=None if on_tmpfs is None else on_tmpfs == "true",
+            step_s_steady=summary.get(K.SUMMARY_STEP_S_STEADY), images_per_s=summary.get(K.SUMMARY_IMAGES_PER_S),
+            data_wait_fraction=summary.get(K.SUMMARY_DATA_WAIT_FRACTION), peak_gib=summary.get(K.SUMMARY_PEAK_GIB),
+            total_gib=summary.get(K.SUMMARY_TOTAL_GIB), peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION),
+            eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
+            start_time_s=t0 / 1000.0, map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
+            memory_samples=len(mem) or None, memory_last_time_s=mem[-1][0] / 1000.0 if mem else None,
+            memory_steady=_steady(mem) if mem else None,
+        )
+        out.append((epoch, (end - t0) / 1000.0, guard.judge(record, val_peak_is_max=val_peak > train_peak)))
+    return out

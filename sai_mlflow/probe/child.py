@@ -1,0 +1,76 @@
+"""One probe, in a fresh process (`python -m sai_mlflow.probe.child SPEC.json`).
+
+A fresh process so that the CUDA allocator starts clean, as the long run's will. It is the tracked
+trainer with the same memory monitor, trained for one epoch over the probe's slice (past warm-up,
+then steady batches), followed by Ultralytics' own validation pass at its validation batch (2x).
+The final re-validation of best.pt is skipped: the same pass again, on the same batch, proves
+nothing more. At the end the run's summary is re-projected onto the full run (the config's
+epochs, the whole dataset), with the same summary function a training uses.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+from ..trainer import TrackedDetectionTrainer
+
+
+class ProbeTrainer(TrackedDetectionTrainer):
+    """The tracked trainer, without the end-of-training re-validation of best.pt."""
+
+    def final_eval(self):
+        return None
+
+
+def _log_projection(tracker, trainer, full: dict) -> None:
+    from .. import keys as K
+    from ..telemetry.summary import SummaryInputs, compute_summary
+    from .plan import full_run_plan
+
+    rows = list(tracker.clock.rows)
+    eff = int(trainer.batch_size)
+    bpe, val_s = full_run_plan(eff, full["n_train"], tracker.val_seconds[-1] if tracker.val_seconds else 0.0,
+                               full["val_images_probe"], full["n_val"])
+    summary = compute_summary(SummaryInputs(
+        step_s=[w + c for w, c, _ in rows], data_wait_s=[w for w, _, _ in rows], batch_size_effective=eff,
+        peak_gib=tracker.monitor.peak_gib or None, total_gib=tracker.monitor.sampler.total_gib,
+        map50=tracker.map50, map50_95=tracker.map50_95, epochs_completed=tracker.last_train_epoch,
+        epochs_planned=full["epochs"], batches_per_epoch=bpe, val_s=[val_s],
+    ))
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000) + 1  # later than the tracker's own summary: this one is the latest
+    tracker.client.log_batch(tracker.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in summary.items()])
+
+
+def main(spec_path: str) -> int:
+    from ..tracking.settings import TrackingSettings, environment
+
+    spec = json.loads(Path(spec_path).read_text())
+    settings = TrackingSettings(**spec["settings"])
+    audit = pickle.loads(Path(spec["audit"]).read_bytes()) if spec.get("audit") else None
+    error, batch_effective = None, None
+    with environment(settings):
+        trainer = ProbeTrainer(overrides=spec["args"])
+        trainer.sai_audit = audit
+        try:
+            trainer.train()
+        except Exception as e:  # recorded by the session (FAILED run, outcome), never a crash of the session
+            error = f"{type(e).__name__}: {e}"[:2000]
+        batch_effective = int(trainer.batch_size)
+        tracker = trainer.__dict__.get("sai_tracker")
+        if error is None and tracker is not None and tracker.client is not None:
+            try:
+                _log_projection(tracker, trainer, spec["full"])
+            except Exception as e:
+                print(f"sai_mlflow probe: could not re-project the summary onto the full run ({e})", file=sys.stderr)
+    Path(spec["result"]).write_text(json.dumps({"error": error, "batch_effective": batch_effective}))
+    return 0 if error is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
