@@ -14,9 +14,3 @@ if ! .venv/bin/python -c "import sai_mlflow, ultralytics, mlflow, torch, pytest,
   .venv/bin/pip install -q -e ".[test,postgres]" "mlflow==3.17.2" "ultralytics==8.4.190" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 .venv/bin/python -c "import sai_mlflow, ultralytics, mlflow, torch" >/dev/null
-# Headless Chromium for the browser test (tests/test_ui_browser.py): Debian's package, when absent and we may.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "installing chromium (apt) for the browser test…" >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-    || echo "chromium could not be installed; tests/test_ui_browser.py will say so" >&2
-fi

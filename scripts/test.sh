@@ -4,5 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+# Headless Chromium for the browser test (tests/test_ui_browser.py): Debian's package, when absent and we may.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium (apt) for the browser test…" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "chromium could not be installed; tests/test_ui_browser.py will say so" >&2
+fi
 export YOLO_OFFLINE=1 MPLBACKEND=Agg
 exec .venv/bin/python -m pytest -q "$@"
