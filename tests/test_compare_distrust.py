@@ -76,3 +76,27 @@ def test_imported_dir_whose_clock_ran_backwards_is_never_fastest(client, tmp_pat
     assert sorted(durations) == [50.0, 100.0, 100.0, 100.0] and min(durations) > 0
     eta = client.get_run(res.run_id).data.metrics[K.SUMMARY_ETA_FULL_S]
     assert eta == 4 * 100.0
+
+
+def test_a_very_long_table_is_plain_text_with_every_run():
+    """Past RICH_TABLE_MAX_ROWS the table is fixed-width text (rich cost ~8 ms a row: 10,000 runs over a minute)."""
+    import io
+
+    from rich.console import Console
+
+    from sai_mlflow.compare import render
+    from sai_mlflow.compare.decision import RunRecord, decide
+    from sai_mlflow.compare.policy import load_policy
+
+    n = render.RICH_TABLE_MAX_ROWS + 1
+    recs = [RunRecord(run_id=f"{i:032x}", run_name=f"run-{i}", model="m", imgsz=640, dataset_digest="d", gpu="g",
+                      batch_size=8, batch_size_effective=8, cache_mode="none", data_on_tmpfs=False,
+                      images_per_s=10.0 + i, eta_full_s=1000.0 + i, best_map50=0.5) for i in range(n)]
+    d = decide(recs, load_policy(None))
+    buf = io.StringIO()
+    render.render_table(d, Console(file=buf, width=180))
+    out = buf.getvalue()
+    rows = [line for line in out.splitlines() if re.match(r"[* ] run-\d+\s", line)]
+    assert len(rows) == n
+    assert [line for line in rows if line.startswith("*")] == [next(r for r in rows if "run-0 " in r)]
+    assert "Recommended: " in out

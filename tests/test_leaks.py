@@ -173,6 +173,15 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
         assert "credentials" in errors[0] or "401" in errors[0] or "refused" in errors[0], errors[0]
 
 
+def test_import_to_a_uri_with_credentials_prints_no_password(auth_server, tmp_path):
+    """MLflow's client prints "View run … at: <URI>" on set_terminated, user:password included."""
+    p = run_cli("import-history", str(ROOT / "configs" / "history" / "seed_2024-08.yaml"), "--experiment", "imp-http",
+                "--tracking-uri", auth_server.uri(), cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]
+    assert p.stdout.count("imported") == 3
+    assert_nowhere(PW, {"output": p.stdout + p.stderr})
+
+
 # --- item 9: secrets in imports -------------------------------------------------------------------------
 
 def test_import_history_redacts_params_and_tags(client, tmp_path):

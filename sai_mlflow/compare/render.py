@@ -232,14 +232,36 @@ def details(d: Decision) -> list[str]:
     return lines
 
 
+RICH_TABLE_MAX_ROWS = 500  # rich costs ~3-8 ms a row: 10,000 runs took over a minute; plain text takes ~1 s
+RIGHT = ("batch", "eff", "s/batch", "img/s", "peak/total GiB", "peak %", "best mAP50", "projected")
+
+
+def plain_table(d: Decision) -> str:
+    """The same columns as fixed-width text (for very many runs); the recommended row is marked `*`."""
+    rows = [list(COLUMNS)] + [row_cells(v) for v in d.verdicts]
+    marks = [" "] + ["*" if v.verdict == RECOMMENDED else " " for v in d.verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
+    lines = []
+    for mark, r in zip(marks, rows):
+        cells = [c.rjust(w) if name in RIGHT else c.ljust(w) for name, c, w in zip(COLUMNS, r, widths)]
+        lines.append(f"{mark} " + "  ".join([*cells, r[-1]]))
+    return "\n".join(lines)
+
+
 def render_table(d: Decision, console) -> None:
     from rich.table import Table
 
+    if len(d.verdicts) > RICH_TABLE_MAX_ROWS:
+        console.print(f"compare-runs ({len(d.verdicts)} runs; * = recommended)\n" + plain_table(d),
+                      highlight=False, markup=False, soft_wrap=True)
+        console.print(verdict_paragraph(d), highlight=False, markup=False)
+        lines = details(d)
+        if lines:  # the terminal wraps: rich's own wrapping of ~1 MB of lines took seconds
+            console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+        return
     t = Table(title="compare-runs", title_justify="left")
     for c in COLUMNS:
-        t.add_column(c, justify="right" if c in ("batch", "eff", "s/batch", "img/s", "peak/total GiB",
-                                                 "peak %", "best mAP50", "projected") else "left",
-                     overflow="fold")
+        t.add_column(c, justify="right" if c in RIGHT else "left", overflow="fold")
     for v in d.verdicts:
         t.add_row(*row_cells(v), style=VERDICT_STYLE.get(v.verdict))
     console.print(t)

@@ -64,6 +64,8 @@ def make_client(tracking_uri: str):
 
     if not tracking_uri.startswith("sqlite:///"):
         check_store(tracking_uri)
+        if "@" in tracking_uri:  # MLflow's client prints "View run at <URI>", user:password included
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         return MlflowClient(tracking_uri=tracking_uri)
     with _sqlite_init_lock(Path(tracking_uri[len("sqlite:///"):])):
         return MlflowClient(tracking_uri=tracking_uri)  # builds the store: creates or migrates the schema
