@@ -337,6 +337,8 @@ def test_log_report_writes_a_decision_run_that_later_comparisons_leave_out(sqlit
     # the table's links, the judged runs' descriptions link the report
     report = f"http://mlflow.example:8080/#/experiments/{exp_id}/runs/{dec.info.run_id}?workflowType=machine_learning"
     assert "Open in MLflow:" in r.stdout and report in r.stdout
+    compare_line = next(x for x in r.stdout.splitlines() if "compare the 2 judged runs" in x)
+    assert compare_line.endswith("&workflowType=machine_learning")  # whole, never folded or cropped
     assert f"[Decision report]({report})" in client.get_run(good).data.tags[K.TAG_DESCRIPTION]
     _, obj = judge(sqlite_uri, "--experiment", EXP)
     assert sorted(by_name(obj)) == ["bad", "good"]  # the decision run is not judged itself

@@ -115,7 +115,7 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         if not width and not console.is_terminal:
             console = Console(width=180)  # piped or logged: rich's 80 columns would fold every cell
         render.render_table(decision, console)
-        console.print(_links_text(links), highlight=False, markup=False, overflow="ignore", crop=False)
+        click.echo(_links_text(links))  # not through rich: a link must never be folded or cropped
 
     if plot_file:
         render.plot(decision, series, plot_file)
