@@ -177,13 +177,7 @@ PASSWORD = "s3cret-pw-for-test-only"
 
 def auth_server(store) -> Server:
     """A real `mlflow server --app-name basic-auth` over `store`'s sqlite file."""
-    ini = store / "auth.ini"
-    ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{store / 'auth.db'}\n"
-                   "admin_username = admin\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    return Server(store, ("--app-name", "basic-auth"),
-                  {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
-                   "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret-key"})
+    return Server(store, app_name="basic-auth", admin_password=PASSWORD)
 
 
 def test_server_path_carries_the_clients_credentials(tmp_path, client, sqlite_uri, monkeypatch):

@@ -149,7 +149,7 @@ def test_offline_spool_meta_holds_no_credentials(tmp_path):
     meta_file = sp.dir / "meta.json"
     assert stat.S_IMODE(meta_file.stat().st_mode) == 0o600
     assert PW not in meta_file.read_text()
-    assert sp.meta()["tracking_uri"] == dead.replace(f"admin:{PW}@", "")
+    assert sp.meta()["tracking_uri"] == dead.replace(f"admin:{PW}@", "admin@")  # the password goes, the user stays
     res = sync_spool(sp)
     assert res.state == "failed" and PW not in res.message
     assert "MLFLOW_TRACKING_USERNAME" in res.message and "--tracking-uri" in res.message
