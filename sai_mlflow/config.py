@@ -37,6 +37,8 @@ class TrackingSection(Strict):
     publish_interval_s: float = Field(5.0, gt=0, le=600, description="how often points are shipped to MLflow")
     final_flush_timeout_s: float = Field(10.0, gt=0, le=600, description="longest wait for the store at the end")
     log_model: bool = Field(True, description="log best.pt as an MLflow pyfunc model at the end")
+    artifact_location: str = Field("", description="artifact root of new experiments (s3://…, a shared path); "
+                                                   "empty: beside a local store, else the server's")
 
 
 class GuardSection(Strict):

@@ -1,5 +1,6 @@
 """How tracking speaks during training: one warning line through Ultralytics' own logger, so it lands
-where the user already reads training output (and in Ultralytics' log files)."""
+where the user already reads training output (and in Ultralytics' log files). Redacted: an error message
+may quote a tracking URI with its credentials."""
 
 from __future__ import annotations
 
@@ -7,4 +8,6 @@ from __future__ import annotations
 def warn(msg: str) -> None:
     from ultralytics.utils import LOGGER
 
-    LOGGER.warning(msg)
+    from .redact import redact_text
+
+    LOGGER.warning(redact_text(msg))

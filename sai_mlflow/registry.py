@@ -255,8 +255,15 @@ def evaluate(client, run_id: str, model_name: str, alias: str, policy,
                       judge(client, run, holder, policy, allow_dataset_change))
 
 
+MAX_NAME_CHARS = 256  # registered model names (and so the lock's `<model>.promotion-lock.<alias>`) in MLflow's tables
+
+
 def _check_names(model_name: str, alias: str) -> None:
+    """Refuse a bad model name or alias before any write, with MLflow's own rules, naming the user's model."""
     import re
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_name
 
     if not model_name or not model_name.strip():
         raise PromotionError("--model needs a registered model name")
@@ -264,6 +271,17 @@ def _check_names(model_name: str, alias: str) -> None:
         raise PromotionError(f"model names containing '{LOCK_INFIX}' are reserved for promotion locks")
     if not alias or re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
         raise PromotionError(f"alias '{alias}' is reserved by MLflow (v<number>, latest); pick another")
+    try:
+        _validate_model_name(model_name)
+    except MlflowException as e:
+        raise PromotionError(f"--model '{model_name}': {e.message}") from None
+    try:
+        _validate_model_alias_name(alias)
+    except MlflowException as e:
+        raise PromotionError(f"--alias '{alias[:80]}{'…' if len(alias) > 80 else ''}': {e.message}") from None
+    if len(lock_name(model_name, alias)) > MAX_NAME_CHARS:
+        raise PromotionError(f"--model '{model_name[:80]}' with --alias '{alias[:80]}' is too long: together they "
+                             f"must stay under {MAX_NAME_CHARS - len(LOCK_INFIX)} characters")
 
 
 # --- the lock -----------------------------------------------------------------------------------------
@@ -351,6 +369,7 @@ def _policy_tag(policy) -> str:
 def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: bool = False,
             dry_run: bool = False, allow_dataset_change: bool = False) -> Outcome:
     """Judge `run_id`; when every gate passes (or `force`), register a version and move `alias` to it."""
+    _check_names(model_name, alias)
     if dry_run:
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:
@@ -358,9 +377,7 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         return Outcome("would_force" if (force and not ev.passed) else "would_promote", ev,
                        previous_version=ev.holder.version if ev.holder else None)
 
-    # the cheap bad-input checks before taking the lock
-    _check_names(model_name, alias)
-    get_run(client, run_id)
+    get_run(client, run_id)  # the cheap bad-input check before taking the lock
     with promotion_lock(client, model_name, alias):
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:
@@ -385,11 +402,25 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
         source, model_id = registry_source(client, ev.model_uri)
         mv = client.create_model_version(model_name, source=source, run_id=run_id, tags=tags,
                                          model_id=model_id, description=f"promoted to @{alias} from run {run_id}")
-        client.set_registered_model_alias(model_name, alias, mv.version)
+        try:
+            client.set_registered_model_alias(model_name, alias, mv.version)
+        except Exception as e:  # no version without its alias (e.g. HTTP 403 on the alias)
+            _undo_version(client, model_name, str(mv.version), alias, e)
+            raise
         if model_id:
             _link_logged_model(client, model_id, model_name, str(mv.version))
         return Outcome("forced" if not ev.passed else "promoted", ev, version=str(mv.version),
                        previous_version=ev.holder.version if ev.holder else None, time=now)
+
+
+def _undo_version(client, model_name: str, version: str, alias: str, error: Exception) -> None:
+    """Remove the version a failed promotion created; say so plainly when even that is refused."""
+    try:
+        client.delete_model_version(model_name, version)
+    except Exception:
+        raise PromotionError(f"{model_name} v{version} was registered but @{alias} could not be moved to it "
+                             f"({getattr(error, 'message', error)}) and the version could not be removed: "
+                             f"delete v{version} by hand") from None
 
 
 def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> Outcome:
@@ -419,7 +450,14 @@ def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> O
         current, prev = target()
         now = _now()
         client.set_registered_model_alias(model_name, alias, prev)
-        for k, v in {TAG_ROLLBACK_TIME: now, TAG_ROLLBACK_FROM: current, TAG_ROLLBACK_BY: _who()}.items():
-            client.set_model_version_tag(model_name, prev, k, v)
-        client.set_model_version_tag(model_name, current, TAG_ROLLED_BACK_TIME, now)
+        try:
+            for k, v in {TAG_ROLLBACK_TIME: now, TAG_ROLLBACK_FROM: current, TAG_ROLLBACK_BY: _who()}.items():
+                client.set_model_version_tag(model_name, prev, k, v)
+            client.set_model_version_tag(model_name, current, TAG_ROLLED_BACK_TIME, now)
+        except Exception:  # no alias without its audit tags: put it back
+            try:
+                client.set_registered_model_alias(model_name, alias, current)
+            except Exception:
+                pass
+            raise
         return Outcome("rolled_back", version=prev, previous_version=current, time=now)

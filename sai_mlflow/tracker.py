@@ -7,7 +7,6 @@ clock; everything else happens a few times per epoch or on the publisher's threa
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from . import keys as K
 from .env_info import environment_params
 from .log import warn
+from .redact import redacted_yaml_copy
 from .telemetry.clock import BatchClock
 from .telemetry.epoch import EpochInputs, epoch_metrics
 from .telemetry.memory import sampler_for, torch_peaks_gib
@@ -28,13 +28,7 @@ from .tracking.store import probe
 from .ultralytics_args import cache_mode, train_imgsz
 
 SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
-SECRET_RE = re.compile(r"(token|passw|secret|api[_-]?key|credential|auth)", re.I)
-REDACTED = "***redacted***"
-
-
-def redact(params: dict) -> dict[str, str]:
-    """No secrets in params: values of keys that look like tokens, passwords or keys are hidden."""
-    return {k: (REDACTED if SECRET_RE.search(k) else str(v)) for k, v in params.items()}
+REDACTED_DIR = ".sai_mlflow"  # under the Ultralytics run dir: redacted copies of files that are uploaded
 
 
 class RunTracker:
@@ -129,7 +123,7 @@ class RunTracker:
         """After Ultralytics resolved every argument and built the loaders: params and tags."""
         args = vars(trainer.args)
         self.requested_batch = int(args.get("batch") or trainer.batch_size)
-        params = {**redact(args), **environment_params(trainer.device)}
+        params = {**args, **environment_params(trainer.device)}  # redacted by Publisher.put
         if self.existing_params:  # resume: MLflow refuses changed values; keep the originals
             params = {k: v for k, v in params.items() if k not in self.existing_params}
         train_path = (trainer.data or {}).get("train")
@@ -266,9 +260,14 @@ class RunTracker:
                 self.publisher.put_artifact(str(png))
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
-        for name in ("results.csv", "args.yaml"):
-            if (save_dir / name).is_file():
-                self.publisher.put_artifact(str(save_dir / name))
+        if (save_dir / "results.csv").is_file():
+            self.publisher.put_artifact(str(save_dir / "results.csv"))
+        if (save_dir / "args.yaml").is_file():  # a redacted copy: args may hold a URL with credentials
+            try:
+                self.publisher.put_artifact(str(redacted_yaml_copy(save_dir / "args.yaml",
+                                                                   save_dir / REDACTED_DIR / "args.yaml")))
+            except Exception as e:
+                warn(f"sai_mlflow: args.yaml not uploaded ({type(e).__name__}: {e})")
         for name in ("best.pt", "last.pt"):
             if (Path(trainer.wdir) / name).is_file():
                 self.publisher.put_artifact(str(Path(trainer.wdir) / name), "weights")

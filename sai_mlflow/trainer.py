@@ -19,6 +19,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
+from .errors import StoreConfigError
 from .keys import ENV_RUN_ID
 from .log import warn
 from .tracker import RunTracker
@@ -89,6 +90,8 @@ def on_pretrain_routine_start(trainer) -> None:
         return
     try:
         trainer.sai_tracker = RunTracker(trainer)
+    except StoreConfigError:
+        raise  # a misconfigured store is refused before training (the spool is for outages)
     except Exception as e:
         trainer.sai_tracker = None
         warn(f"sai_mlflow: tracking is off for this run: {type(e).__name__}: {str(e)[:400]}; "
@@ -161,10 +164,12 @@ class TrackedDetectionTrainer(DetectionTrainer):
             s = TrackingSettings.from_env()
             client = make_client(s.tracking_uri)
             if not s.run_id:
-                exp = get_or_create_experiment(client, s.experiment)
+                exp = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
                 s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name).info.run_id
                 os.environ[ENV_RUN_ID] = s.run_id
             return client, s.run_id
+        except StoreConfigError:
+            raise
         except Exception as e:
             warn(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
             return None

@@ -12,8 +12,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .tracking.batching import MAX_PARAM_CHARS  # MLflow's param value limit
+
 STRIDE = 32  # YOLOv8/11 max stride: Ultralytics rounds imgsz up to a multiple of it (check_imgsz)
-MAX_PARAM_CHARS = 6000  # MLflow's param value limit
 TRUNCATED = "…[truncated]"
 
 

@@ -45,3 +45,19 @@ def client(sqlite_uri):
     from sai_mlflow.tracking.store import make_client
 
     return make_client(sqlite_uri)
+
+
+PG_PASSWORD = "pgS3cret-4f1d9b"  # a real password: the team tests grep everything for it
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A private PostgreSQL cluster on a free 127.0.0.1 port (binaries installed with apt when missing)."""
+    from helpers import free_port
+    from pg import PgCluster
+
+    cluster = PgCluster(free_port(), PG_PASSWORD)
+    cluster.init()
+    cluster.start()
+    yield cluster
+    cluster.destroy()

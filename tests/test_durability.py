@@ -233,15 +233,23 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path, synthetic_data):
     assert sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S)) == list(range(10))
 
 
+def _only_run(uri):
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    return c, run
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", ["TERM", "HUP"])
-def test_sigterm_and_sighup_flush_and_close_the_run_killed(tmp_path, synthetic_data, sig):
+def test_sigterm_from_timeout_flushes_and_closes_the_run_killed(tmp_path, synthetic_data):
     """`timeout` (and docker stop, SLURM) sends SIGTERM: the run is flushed and closed KILLED, then the process exits."""
     import subprocess
     import sys
 
     from helpers import smoke_args
 
+    sig = "TERM"
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     cmd = ["timeout", "-s", sig, "45", sys.executable, "-m", "sai_mlflow.cli",
            *smoke_args(tmp_path, synthetic_data), "--set", "epochs=2000", "--set", "tracking.log_model=false",
@@ -252,15 +260,46 @@ def test_sigterm_and_sighup_flush_and_close_the_run_killed(tmp_path, synthetic_d
     assert proc.returncode == 124, proc.stderr[-3000:]  # timeout's own code: it had to send the signal
     assert time.monotonic() - t0 < 45 + 15  # flushed within the flush timeout, then exited
     assert f"stopped by SIG{sig}" in proc.stderr and "is marked KILLED" in proc.stderr, proc.stderr[-3000:]
-    from mlflow.tracking import MlflowClient
-
     from sai_mlflow import keys as K
 
-    c = MlflowClient(uri)
-    (run,) = c.search_runs([e.experiment_id for e in c.search_experiments()])
+    c, run = _only_run(uri)
     assert run.info.status == "KILLED"
     steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
     assert len(steps) >= 4 and steps == list(range(len(steps)))  # everything, in order, nothing left behind
+    assert not list_spools(tmp_path / "mlruns" / "spool")
+
+
+HUP_SCRIPT = """
+import os, signal, sys
+from sai_mlflow.trainer import TrackedDetectionTrainer
+data, project = sys.argv[1:3]
+t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data=data, epochs=50, batch=8, imgsz=64,
+    device="cpu", workers=0, plots=False, amp=False, project=project))
+def hang_up(trainer):
+    if trainer.epoch == 1:  # mid-epoch 2: the terminal closes
+        os.kill(os.getpid(), signal.SIGHUP)
+t.add_callback("on_train_batch_end", hang_up)
+t.train()
+"""
+
+
+@pytest.mark.slow
+def test_sighup_flushes_and_closes_the_run_killed(tmp_path, synthetic_data):
+    import subprocess
+    import sys
+
+    from sai_mlflow import keys as K
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri, "SAI_MLFLOW_LOG_MODEL": "0"}
+    proc = subprocess.run([sys.executable, "-c", HUP_SCRIPT, str(synthetic_data), str(tmp_path / "runs")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "Terminated: SIGHUP" in proc.stderr, proc.stderr[-3000:]  # not killed by it
+    c, run = _only_run(uri)
+    assert run.info.status == "KILLED"
+    steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
+    assert steps == list(range(len(steps))) and len(steps) >= 5  # epoch 1 and the first batch of epoch 2
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, K.EPOCH_DURATION_S)) == [1]
     assert not list_spools(tmp_path / "mlruns" / "spool")
 
 

@@ -159,3 +159,23 @@ def test_sigkill_at_a_random_moment_then_sync_matches_the_spool(server, tmp_path
     per_key = spooled.all_metrics // 5
     assert got == {k: list(range(per_key)) for k in KEYS}  # every spooled point, once; a prefix, no gap
     assert client.get_run(run_id).info.status == "KILLED"
+
+
+def test_a_server_that_lacks_the_run_keeps_everything_then_sync_creates_it(server, tmp_path):
+    """A server restored from an older backup: the live run's id is unknown there (REST 404), nothing is set aside."""
+    client = _client(server)
+    ghost = "0" * 31 + "9"
+    messages: list[str] = []
+    sink = SpoolingSink(client, ghost, root=tmp_path / "spool", report=messages.append, drain_timeout_s=2,
+                        upload_interval_s=0.1, meta={"tracking_uri": server.uri, "experiment": "outage"})
+    for i in range(50):
+        sink.write(Batch(metrics=[(k, float(i), 1000 + i, i) for k in KEYS]))
+    sink.terminate("FINISHED")
+    assert any("the store has no run" in m for m in messages), messages
+    (sp,) = list_spools(tmp_path / "spool")
+    assert not sp.rejected() and summarize(sp).metrics == 5 * 50
+    res = sync_spool(Spool(sp.dir))
+    assert res.state == "synced" and res.created, res.message
+    assert _counts(client, res.run_id, KEYS) == {k: list(range(50)) for k in KEYS}
+    assert client.get_run(res.run_id).data.tags["sai.local_run_id"] == ghost
+    assert client.get_run(res.run_id).info.status == "FINISHED"

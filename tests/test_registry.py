@@ -359,3 +359,21 @@ def test_two_racing_promotions_leave_one_holder_and_true_audit_trails(store):
     assert vs[holder].tags[registry.TAG_TIME] > vs[other].tags[registry.TAG_TIME]
     assert {vs[holder].run_id, vs[other].run_id} == {a, b}
     assert not [m.name for m in client.search_registered_models() if registry.LOCK_INFIX in m.name]
+
+
+# --- issue 9, item 14: names and aliases are checked before any write -------------------------------------
+
+@pytest.mark.parametrize("model, alias, says", [
+    ("det-bad-alias", "my champion", "my champion"),
+    ("det-long-alias", "a" * 300, "--alias"),
+    ("a/b", "champion", "'a/b'"),
+])
+def test_bad_name_or_alias_writes_nothing_and_names_the_users_model(store, model, alias, says):
+    uri, client, run_id, _ = store
+    for dry in ((), ("--dry-run",)):
+        res = promote_cli(uri, run_id, "--model", model, "--alias", alias, *dry)
+        assert res.exit_code == 2, res.output
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+        assert says in res.output and registry.LOCK_INFIX not in res.output, res.output
+    names = [m.name for m in client.search_registered_models()]
+    assert not any(n == model or n.startswith(model + registry.LOCK_INFIX) for n in names), names

@@ -5,15 +5,11 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .boundary import (GuardedCommand, GuardedGroup, UsageError, error_boundary,  # noqa: F401  (the one boundary)
+                       store_refusals)
 
 
-class UsageError(click.ClickException):
-    """Bad usage or input: one clear message, exit code 2."""
-
-    exit_code = 2
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sai-mlflow")
 def cli() -> None:
     """Experiment-tracking integrated trainer for Ultralytics YOLO."""

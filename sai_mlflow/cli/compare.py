@@ -9,21 +9,32 @@ import sys
 
 import click
 
-from . import UsageError
+from . import GuardedCommand, UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
+
+
+def check_writable_file(path: str, option: str) -> None:
+    """Before any work: the folder must exist and take a new file (a plot must not fail after minutes of loading)."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: cannot write there (permission denied); choose another path")
 
 
 def _client(tracking_uri: str | None):
     from ..tracking.store import make_client, resolve_tracking_uri
 
-    try:
-        return make_client(resolve_tracking_uri(tracking_uri))
-    except ConnectionError as e:
-        raise UsageError(str(e)) from None
+    uri = resolve_tracking_uri(tracking_uri)
+    with store_refusals(uri):
+        return make_client(uri)
 
 
-@click.command("compare-runs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_ids", nargs=-1)
 @click.option("--experiment", "-e", help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
 @click.option("--filter", "filter_string", help="MLflow filter string, e.g. \"tags.stage = '1'\" (with --experiment).")
@@ -53,6 +64,8 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
     if run_ids and (experiment or filter_string):
         raise UsageError("give run ids, or --experiment [--filter], not both")
+    if plot_file:
+        check_writable_file(plot_file, "--plot")
     try:
         policy = load_policy(policy_file, {
             "max_memory_fraction": max_memory_fraction, "max_map_drop": max_map_drop,
@@ -63,7 +76,8 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     client = _client(tracking_uri)
     exp = None if run_ids else resolve_experiment(experiment)
     try:
-        records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
+        with store_refusals(client.tracking_uri, "reading these runs"):
+            records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
     except InputError as e:
         raise UsageError(str(e)) from None
     records, probes = split_evidence(records)
@@ -92,9 +106,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
         from ..keys import TAG_REASONS, TAG_VERDICT
 
-        for v in decision.verdicts:
-            client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
-                                             RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
+        with store_refusals(client.tracking_uri, "tagging these runs"):
+            for v in decision.verdicts:
+                client.log_batch(v.run_id, tags=[RunTag(TAG_VERDICT, v.verdict),
+                                                 RunTag(TAG_REASONS, ",".join(v.codes()) or "none")])
         click.echo(f"tagged {len(decision.verdicts)} runs ({TAG_VERDICT}, {TAG_REASONS})", err=True)
     sys.exit(decision.exit_code)
 
@@ -111,7 +126,8 @@ def import_history(files, experiment, tracking_uri):
     client = _client(tracking_uri)
     for f in files:
         try:
-            results = import_history_file(client, f, experiment)
+            with store_refusals(client.tracking_uri, "writing runs"):
+                results = import_history_file(client, f, experiment)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         for res in results:
@@ -133,7 +149,8 @@ def import_ultralytics(run_dirs, experiment, tracking_uri, no_weights):
     exp = resolve_experiment(experiment)
     for d in run_dirs:
         try:
-            res = import_run_dir(client, d, exp, weights=not no_weights)
+            with store_refusals(client.tracking_uri, "writing runs"):
+                res = import_run_dir(client, d, exp, weights=not no_weights)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")

@@ -129,7 +129,10 @@ def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, mod
     try:
         ctx.history = forecast_history(args, tracking_uri, experiment, config_experiment)
     except Exception as e:  # an unreachable store must not stop the other checks
-        click.echo(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped", err=True)
+        from ..redact import redact_text
+
+        click.echo(redact_text(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped"),
+                   err=True)
     findings = run_checks(ctx)
     errors = sum(f.level == "error" for f in findings)
     if fmt == "json":

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import UsageError
+from . import UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 
@@ -74,7 +74,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
 
     from .. import registry
     from ..compare.policy import PolicyError, load_policy
-    from ..tracking.store import make_client, resolve_tracking_uri
+    from ..tracking.store import config_error, make_client, resolve_tracking_uri
 
     if rollback and run_id:
         raise UsageError("--rollback moves the alias back to its previous holder; it takes no RUN_ID")
@@ -86,10 +86,9 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
         policy = load_policy(policy_file)
     except PolicyError as e:
         raise UsageError(str(e)) from None
-    try:
-        client = make_client(resolve_tracking_uri(tracking_uri))
-    except ConnectionError as e:
-        raise UsageError(str(e)) from None
+    uri = resolve_tracking_uri(tracking_uri)
+    with store_refusals(uri):
+        client = make_client(uri)
     try:
         if rollback:
             outcome = registry.rollback(client, model_name, alias, dry_run=dry_run)
@@ -101,7 +100,10 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     except registry.PromotionError as e:
         raise UsageError(str(e)) from None
     except MlflowException as e:
-        raise UsageError(f"MLflow error: {getattr(e, 'message', e)}") from None
+        refused = config_error(e, uri, f"registering a version of '{model_name}' or moving @{alias}")
+        if refused is not None:
+            raise UsageError(f"{refused}; nothing was written") from None
+        raise UsageError(f"MLflow error: {getattr(e, 'message', e)}") from None  # redacted by UsageError
     console = Console(width=width) if width else Console()
     if outcome_model is not None:
         console.print(HEADLINES[outcome.action].format(model=model_name, alias=alias, version=outcome.version,

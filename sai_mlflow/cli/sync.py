@@ -19,6 +19,7 @@ from . import UsageError
 @click.option("--spool-dir", help="Spool root (else $SAI_MLFLOW_SPOOL_DIR, else ./mlruns/spool).")
 def sync(run_id, dry_run, tracking_uri, spool_dir):
     """Upload pending spools from their watermark; set FINISHED/FAILED/KILLED as observed."""
+    from ..errors import StoreConfigError
     from ..tracking.spool import list_spools, spool_root, summarize, sync_spool
 
     spools = list_spools(spool_dir)
@@ -49,7 +50,10 @@ def sync(run_id, dry_run, tracking_uri, spool_dir):
             for item in sp.rejected()[:20]:
                 click.echo(f"  refused by the store: {item}")
             continue
-        r = sync_spool(sp, tracking_uri)
+        try:
+            r = sync_spool(sp, tracking_uri)
+        except StoreConfigError as e:  # wrong URI, login or permission: every spool would fail the same way
+            raise UsageError(f"{e}; {sp.run_id} was not uploaded and stays in the spool") from None
         if r.state == "synced":
             made = " (created: the store had no run for it)" if r.created else ""
             click.echo(f"{sp.run_id}: uploaded {r.uploaded_metrics} points to run {r.run_id}{made}, status {r.status}")

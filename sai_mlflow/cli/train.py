@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..redact import redact_text
 from . import UsageError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -61,6 +62,34 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
     return args
 
 
+def model_problem(model) -> str | None:
+    """Why Ultralytics could not load `model`, said before a run or a runs dir exists (else None).
+
+    A path must exist; a bare `*.yaml` must be one Ultralytics ships; a bare `*.pt` one it can download.
+    """
+    s = str(model or "").strip()
+    if not s or "://" in s or Path(s).expanduser().exists():
+        return None
+    suffix = Path(s).suffix.lower()
+    hint = "give an existing .pt file, a model YAML file, or a name Ultralytics ships (yolov8n.yaml, yolov8n.pt)"
+    if suffix in (".yaml", ".yml"):
+        from ultralytics.nn.tasks import yaml_model_load
+
+        try:
+            yaml_model_load(s)
+            return None
+        except FileNotFoundError:
+            return f"model {s}: no such model YAML; {hint}"
+    if suffix == ".pt":
+        from ultralytics.utils.checks import check_yolov5u_filename
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+        if Path(s).name == s and check_yolov5u_filename(s) in GITHUB_ASSETS_NAMES:
+            return None  # Ultralytics downloads it
+        return f"model {s}: no such file; {hint}"
+    return None
+
+
 def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment: str, console):
     """The same checks as `sai-mlflow preflight`, on what will really train (the checkpoint's args on resume)."""
     from ..preflight import PreflightContext, run_checks
@@ -73,7 +102,8 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
-        console.print(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped")
+        console.print(redact_text(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped"),
+                      markup=False)
     findings = run_checks(ctx)
     render_findings(findings, console)
     return findings, ctx
@@ -90,6 +120,33 @@ def _checked_policy(policy_file: str | None) -> str:
     return str(Path(policy_file).resolve()) if policy_file else ""
 
 
+def _check_store(uri: str, experiment: str, artifact_location: str, console) -> None:
+    """Before any work: a misconfigured store (URI, driver, host, login, permission) stops here with exit 2.
+
+    An unreachable one is an outage: training goes on and the run is spooled. Also warns, once, when a
+    database store would keep this experiment's artifacts on this machine's disk.
+    """
+    from ..errors import StoreConfigError
+    from ..tracking.store import artifact_warning, config_error, make_client
+
+    try:
+        client = make_client(uri)
+        exp = client.get_experiment_by_name(experiment)  # a read: nothing is created before training starts
+        location = exp.artifact_location if exp is not None else (artifact_location or "./mlruns")
+    except StoreConfigError as e:
+        raise UsageError(f"{e}; nothing was trained") from None
+    except ConnectionError:
+        return  # an outage: the tracker spools and says so
+    except Exception as e:
+        refused = config_error(e, uri, f"experiment '{experiment}'")
+        if refused is not None:
+            raise UsageError(f"{refused}; nothing was trained") from None
+        return
+    warning = artifact_warning(uri, location)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
@@ -104,8 +161,11 @@ def _checked_policy(policy_file: str | None) -> str:
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, policy_file) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
     from ..config import ConfigError, load_config
+    from ..errors import StoreConfigError
     from ..tracking.settings import TrackingSettings, environment
     from ..tracking.store import resolve_experiment, resolve_tracking_uri
+
+    from rich.markup import escape
 
     console = _console()
     config_path = config_path or str(DEFAULT_CONFIG)
@@ -123,8 +183,13 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         args["data"] = str(generate(cfg.synthetic.out, cfg.synthetic.spec()))
     if resume:
         args = _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
+    else:
+        problem = model_problem(args.get("model"))
+        if problem:
+            raise UsageError(problem)
     uri = resolve_tracking_uri(tracking_uri)
     exp = resolve_experiment(experiment, cfg.experiment)
+    _check_store(uri, exp, cfg.tracking.artifact_location, console)
     findings, ctx = _run_preflight(args, resume, uri, exp, console)
     errors = [f for f in findings if f.level == "error"]
     if errors and not skip_preflight:
@@ -137,12 +202,15 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
         final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
         guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file,
+        artifact_location=cfg.tracking.artifact_location,
     )
     from ..trainer import TrackedDetectionTrainer
 
     with environment(settings):
         try:
-            trainer = TrackedDetectionTrainer(overrides=args)
+            trainer = TrackedDetectionTrainer(overrides=args)  # opens the run (on_pretrain_routine_start)
+        except StoreConfigError as e:  # e.g. HTTP 403 on creating a run in this experiment
+            raise UsageError(f"{e}; nothing was trained") from None
         except (FileNotFoundError, ValueError, TypeError, SyntaxError) as e:
             raise UsageError(f"Ultralytics refused the arguments: {e}") from None
         trainer.sai_audit = getattr(ctx, "audit", None)
@@ -163,13 +231,16 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
             console.print(f"[yellow]{how}: the run {run} is marked KILLED{where}[/]" if tracker is not None
                           else f"[yellow]{how}: training stopped; it was not tracked[/]")
             sys.exit(128 + e.signum if isinstance(e, Terminated) else 130)
+        except StoreConfigError as e:  # refused when the run was opened (DDP launcher), before the first batch
+            raise UsageError(f"{e}; nothing was trained") from None
         except Exception as e:
-            console.print(f"[red]training failed:[/] {type(e).__name__}: {e} (the run is marked FAILED)")
+            console.print(f"[red]training failed:[/] {escape(redact_text(f'{type(e).__name__}: {e}'))} (the run is marked FAILED)")
             sys.exit(1)
+    tracker = trainer.sai_tracker  # opened when training started
     if tracker is not None and tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
     elif tracker is not None:
-        ui = f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri
+        ui = f"mlflow ui --backend-store-uri {redact_text(uri)}" if not uri.startswith("http") else redact_text(uri)
         console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}' — look at it with: {ui}")
 
 

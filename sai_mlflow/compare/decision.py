@@ -41,11 +41,12 @@ MAP_DEGRADATION = "map_degradation"
 DOUBLE_CACHE = "double_cache"
 MEMORY_LEAK = "memory_leak"
 INCOMPLETE = "incomplete"
+IMPLAUSIBLE = "implausible"
 DATA_BOUND = "data_bound"
 BATCH_CHANGED = "batch_changed"
 TOO_SLOW = "too_slow"
 NOT_COMPARABLE_CODE = "not_comparable"
-REASON_CODES = (MEMORY_OVER_LIMIT, MAP_DEGRADATION, DOUBLE_CACHE, MEMORY_LEAK, INCOMPLETE,
+REASON_CODES = (MEMORY_OVER_LIMIT, MAP_DEGRADATION, DOUBLE_CACHE, MEMORY_LEAK, INCOMPLETE, IMPLAUSIBLE,
                 DATA_BOUND, BATCH_CHANGED, TOO_SLOW, NOT_COMPARABLE_CODE)
 
 # severities: the contract's three, plus `info` (could not be judged / a note; never changes a verdict)
@@ -101,6 +102,8 @@ class RunRecord:
     memory_last_time_s: float | None = None      # its timestamp
     # series, filled by the loader only when plan_fetch asked for them
     map50: dict[int, float] | None = None                    # epoch -> value
+    # recorded but unusable (a tag `batch_size='abc'`, a summary metric NaN): name -> the value as recorded
+    unreadable: dict[str, str] = field(default_factory=dict)
     memory_steady: list[tuple[float, float]] | None = None   # (time s, GiB), the second half of samples
 
     @property
@@ -177,6 +180,8 @@ def _known(x: float | None) -> bool:
 
 def duration_text(seconds: float) -> str:
     """A duration in the unit a person reads it in: 45 s, 12.5 min, 10.4 h."""
+    if not math.isfinite(seconds) or abs(seconds) >= 3.6e9:  # a sane width, even for +-1.8e308
+        return f"{seconds / 3600:.3g} h"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -185,6 +190,8 @@ def duration_text(seconds: float) -> str:
 
 
 def pct(fraction: float, digits: int = 1) -> str:
+    if not math.isfinite(fraction) or abs(fraction) >= 1e4:
+        return f"{fraction * 100:.3g} %"
     return f"{fraction * 100:.{digits}f} %"
 
 
@@ -270,6 +277,36 @@ def _memory_judgeable_before_fetch(r: RunRecord, policy) -> str | None:
 
 
 # --- the checks --------------------------------------------------------------------------------
+
+HUGE = 1e300  # SQL stores keep +-inf as +-1.8e308: a figure this large is no measurement
+# figure -> (lowest, highest, lowest allowed itself): what a real run can record
+PLAUSIBLE = {
+    "batch_size": (1, HUGE, True), "batch_size_effective": (1, HUGE, True), "imgsz": (1, HUGE, True),
+    "step_s_steady": (0, HUGE, False), "images_per_s": (0, HUGE, False), "eta_full_s": (0, HUGE, False),
+    "warmup_batches": (0, HUGE, True), "data_wait_fraction": (0, 1, True), "peak_gib": (0, HUGE, True),
+    "total_gib": (0, HUGE, False), "peak_fraction": (0, 100, True), "best_map50": (0, 1, True),
+    "epochs_completed": (0, HUGE, True), "epochs_planned": (0, HUGE, True),
+}
+
+
+def _check_implausible(r: RunRecord) -> Reason | None:
+    """Figures no real run records (unparseable tags, NaN/inf, negative or backward times): never ranked."""
+    problems = [f"{k}={v!r} is not a usable value" for k, v in r.unreadable.items()]
+    if r.cache_mode is not None and r.cache_mode not in K.CACHE_MODES:
+        problems.append(f"cache_mode={r.cache_mode!r} is not one of {'/'.join(K.CACHE_MODES)}")
+    for name, (lo, hi, lo_ok) in PLAUSIBLE.items():
+        x = getattr(r, name)
+        if x is None:
+            continue
+        if not (isinstance(x, (int, float)) and math.isfinite(x)) or abs(x) >= HUGE:
+            problems.append(f"{name} is infinite")
+        elif x < lo or (x == lo and not lo_ok) or x > hi:
+            problems.append(f"{name}={x:.6g} is impossible")
+    if not problems:
+        return None
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return Reason(IMPLAUSIBLE, REJECT, "not judged: " + "; ".join(problems[:3]) + more + "; fix or re-log the run")
+
 
 def _check_incomplete(r: RunRecord) -> list[Reason]:
     out = []
@@ -427,16 +464,20 @@ def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] =
             v.reasons.append(Reason(NOT_COMPARABLE_CODE, EXCLUDE, _not_comparable_message(r, group)))
             verdicts.append(v)
             continue
+        implausible = _check_implausible(r)
+        if implausible is not None:
+            v.reasons.append(implausible)
         v.reasons.extend(check_run(r, policy))
         verdicts.append(v)
 
     members = [v for v in verdicts if v.verdict != NOT_COMPARABLE]
+    trusted = [v for v in members if v.reason(IMPLAUSIBLE) is None]  # an impossible figure sets no yardstick
     # too_slow: against the fastest projected time in the group (rejected runs included: the
     # warning is the price of the safer choice)
-    etas = [(v.record.eta_full_s, v) for v in members if _known(v.record.eta_full_s)]
+    etas = [(v.record.eta_full_s, v) for v in trusted if _known(v.record.eta_full_s)]
     if etas:
         fastest_s, fastest = min(etas, key=lambda p: p[0])
-        for v in members:
+        for v in trusted:
             eta = v.record.eta_full_s
             if not _known(eta):
                 v.reasons.append(Reason(TOO_SLOW, INFO, "not judged: no projected time (summary/eta_full_s)"))
@@ -465,8 +506,8 @@ def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] =
         for v in ranked[1:]:
             v.verdict = ACCEPTABLE
 
-    used = [r for r in evidence if r.group_key == group]
-    fit, limit, suggested = suggest_batch(members + [Verdict(r) for r in used], policy)
+    used = [r for r in evidence if r.group_key == group and _check_implausible(r) is None]
+    fit, limit, suggested = suggest_batch(trusted + [Verdict(r) for r in used], policy)
     return Decision(policy=policy.as_dict(), verdicts=verdicts, group_key=group, recommended=recommended,
                     suggested_batch=suggested, fit=fit, limit_gib=limit, evidence=used)
 

@@ -116,6 +116,19 @@ def _num(metrics: dict, key: str) -> float | None:
     return finite(metrics.get(key))
 
 
+def _unreadable(tags: dict, m: dict) -> dict[str, str]:
+    """Tags and summary metrics that are recorded but unusable (batch_size='abc', NaN): named, never guessed."""
+    out = {}
+    for tag, parse in ((K.TAG_BATCH_SIZE, _int), (K.TAG_BATCH_SIZE_EFFECTIVE, _int), (K.TAG_IMGSZ, _int),
+                       (K.TAG_DATA_ON_TMPFS, _bool)):
+        if tags.get(tag) is not None and parse(tags[tag]) is None:
+            out[tag] = str(tags[tag])[:40]
+    for key, v in m.items():
+        if key.startswith("summary/") and not math.isfinite(v):
+            out[key] = str(v)
+    return out
+
+
 def record_from_run(run) -> RunRecord:
     tags, m = run.data.tags, run.data.metrics
     latest = {x.key: x for x in getattr(run.data, "_metric_objs", [])}
@@ -151,6 +164,7 @@ def record_from_run(run) -> RunRecord:
                           else _int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m else None),
         memory_samples=int(mem.step) + 1 if mem is not None else None,
         memory_last_time_s=mem.timestamp / 1000.0 if mem is not None else None,
+        unreadable=_unreadable(tags, m),
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .decision import (
@@ -62,19 +64,26 @@ def to_json(d: Decision) -> str:
 
 # --- words ----------------------------------------------------------------------------------------
 
-def _describe(v: Verdict, all_v: Sequence[Verdict]) -> str:
-    def base(x: Verdict) -> str:
-        r = x.record
-        b = r.batch_size_effective or r.batch_size
-        s = f"batch {b}" if b else x.record.label
-        if r.cache_mode and r.cache_mode != "none":
-            s += f" with cache={r.cache_mode}"
-        return s
-
-    s = base(v)
-    if sum(1 for x in all_v if base(x) == s) > 1:
-        s += f" ({v.record.label})"
+def _base(x: Verdict) -> str:
+    r = x.record
+    b = r.batch_size_effective or r.batch_size
+    s = f"batch {b}" if b else x.record.label
+    if r.cache_mode and r.cache_mode != "none":
+        s += f" with cache={r.cache_mode}"
     return s
+
+
+def describer(all_v: Sequence[Verdict]) -> Callable[[Verdict], str]:
+    """How the paragraph names a run ("batch 96", or with its name when two runs read the same).
+
+    Counted once for all runs: counting per description made a 10,000-run report quadratic (~2 min).
+    """
+    counts = Counter(_base(x) for x in all_v)
+
+    def describe(v: Verdict) -> str:
+        s = _base(v)
+        return f"{s} ({v.record.label})" if counts[s] > 1 else s
+    return describe
 
 
 def _phrase(v: Verdict, policy: dict) -> list[str]:
@@ -107,15 +116,16 @@ def verdict_paragraph(d: Decision) -> str:
     members = [v for v in vs if v.verdict != NOT_COMPARABLE]
     rejected = [v for v in members if v.verdict == REJECTED]
     text: list[str] = []
+    _describe = describer(vs)
     if d.recommended is not None:
         rec = d.recommended
-        desc = _describe(rec, vs)
+        desc = _describe(rec)
         eta = rec.record.eta_full_s
         faster = [v for v in rejected if eta is not None and v.record.eta_full_s is not None
                   and v.record.eta_full_s < eta]
         head = f"Recommended: {desc}"
         if faster:
-            why = "; ".join(f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in faster)
+            why = "; ".join(f"{_describe(v)} {_join(_phrase(v, d.policy))}" for v in faster)
             fastest = min(faster, key=lambda v: v.record.eta_full_s)
             cost = eta - fastest.record.eta_full_s
             head += (f", because {why}; cost: +{duration_text(cost)} "
@@ -125,17 +135,18 @@ def verdict_paragraph(d: Decision) -> str:
         else:
             head += "."
         text.append(head)
-        others = [v for v in rejected if v not in faster]
+        faster_ids = {id(v) for v in faster}
+        others = [v for v in rejected if id(v) not in faster_ids]
         if others:
             text.append("Also rejected: " + "; ".join(
-                f"{_describe(v, vs)} ({_join(_phrase(v, d.policy))})" for v in others) + ".")
+                f"{_describe(v)} ({_join(_phrase(v, d.policy))})" for v in others) + ".")
         acc = [v for v in members if v.verdict == ACCEPTABLE]
         if acc:
-            text.append(f"Acceptable but slower: {', '.join(_describe(v, vs) for v in acc)}.")
+            text.append(f"Acceptable but slower: {', '.join(_describe(v) for v in acc)}.")
     else:
         if rejected:
             text.append("No run is acceptable: " + "; ".join(
-                f"{_describe(v, vs)} {_join(_phrase(v, d.policy))}" for v in rejected) + ".")
+                f"{_describe(v)} {_join(_phrase(v, d.policy))}" for v in rejected) + ".")
         else:
             text.append("No run is acceptable.")
     nc = [v for v in vs if v.verdict == NOT_COMPARABLE]
@@ -158,13 +169,18 @@ COLUMNS = ("run", "batch", "eff", "cache", "tmpfs", "s/batch", "img/s", "peak/to
 
 
 def _f(x, fmt: str) -> str:
-    return "—" if x is None else format(x, fmt)
+    """A cell of sane width: +-1.8e308 (how SQL stores keep inf) prints as 1.8e+308, not 309 digits."""
+    if x is None:
+        return "—"
+    if isinstance(x, float) and (not math.isfinite(x) or abs(x) >= 1e7):
+        return format(x, ".3g")
+    return format(x, fmt)
 
 
 def row_cells(v: Verdict) -> list[str]:
     r = v.record
     frac = peak_fraction(r)
-    mem = "—" if r.peak_gib is None else f"{r.peak_gib:.1f}/{_f(r.total_gib, '.0f')}"
+    mem = "—" if r.peak_gib is None else f"{_f(r.peak_gib, '.1f')}/{_f(r.total_gib, '.0f')}"
     tmpfs = "—" if r.data_on_tmpfs is None else ("yes" if r.data_on_tmpfs else "no")
     codes = v.codes()
     unjudged = len(v.codes(INFO))

@@ -10,6 +10,8 @@ experiment is not logged again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..keys import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE  # noqa: F401  (re-exported for the importers)
@@ -40,3 +42,22 @@ def find_imported(client, experiment_id: str, fp: str):
     runs = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_IMPORT_FINGERPRINT}` = '{fp}'",
                               max_results=1)
     return runs[0] if runs else None
+
+
+@contextmanager
+def atomic_run(client, experiment_id: str, run_name: str, start_ms: int, fp: str) -> Iterator[str]:
+    """A new run that either ends up whole, with fingerprint `fp` set last, or is deleted again.
+
+    A half-made run holding the fingerprint would make the next import say "already imported" and log
+    nothing; a deleted run is invisible to `find_imported` (MLflow searches active runs only).
+    """
+    rid = client.create_run(experiment_id, start_time=start_ms, run_name=run_name).info.run_id
+    try:
+        yield rid
+        client.set_tag(rid, TAG_IMPORT_FINGERPRINT, fp)
+    except BaseException:
+        try:
+            client.delete_run(rid)
+        except Exception:  # the store itself failed: the error being raised says so
+            pass
+        raise

@@ -20,16 +20,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import keys as K
+from ..redact import redact_mapping
 from ..telemetry.stats import median
 from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
 from ..telemetry.summary import SummaryInputs, compute_summary
-from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
+from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
 
 FORMAT = "sai-history/1"
+# Bounds that keep an import from hanging or exhausting memory (a typo like interval_s: 1e-6 or batches: 3e8)
+MAX_BATCHES = 1_000_000
+MAX_MEMORY_SAMPLES = 1_000_000
+MIN_INTERVAL_S = 0.01
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)  # MLflow timestamps are ms since 1970, never negative
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # NaN/inf are never a measurement
 
 
 class Warmup(_Strict):
@@ -40,7 +46,20 @@ class Warmup(_Strict):
 
 class Speed(_Strict):
     step_s: float | list[float]         # steady s/batch, or the whole measured series
-    batches: int | None = Field(None, ge=1)  # batches recorded (generated series); default: all epochs'
+
+    @field_validator("step_s")
+    @classmethod
+    def _positive(cls, v: float | list[float]) -> float | list[float]:
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ValueError("step_s: give a positive number or a non-empty list")
+        if len(values) > MAX_BATCHES:
+            raise ValueError(f"step_s: {len(values)} batches, more than the {MAX_BATCHES:,} an import takes")
+        bad = next((x for x in values if x <= 0), None)
+        if bad is not None:
+            raise ValueError(f"step_s must be > 0 seconds, not {bad}")
+        return v
+    batches: int | None = Field(None, ge=1, le=MAX_BATCHES)  # batches recorded (generated); default: all epochs'
     warmup: Warmup = Warmup()
     jitter: float = Field(0.02, ge=0, le=0.5)  # relative noise on generated batches
     data_wait_fraction: float | None = Field(None, ge=0, le=1)  # of each batch; absent = not recorded
@@ -48,7 +67,7 @@ class Speed(_Strict):
 
 class Memory(_Strict):
     total_gib: float | None = Field(None, gt=0)
-    interval_s: float = Field(10.0, gt=0)
+    interval_s: float = Field(10.0, ge=MIN_INTERVAL_S)
     # (seconds since start, GiB): piecewise-linear, held after the last point; or `samples` measured
     ramp: list[tuple[float, float]] | None = None
     samples: list[tuple[float, float]] | None = None
@@ -60,6 +79,14 @@ class Memory(_Strict):
     def _one(self) -> Memory:
         if (self.ramp is None) == (self.samples is None):
             raise ValueError("give exactly one of memory.ramp or memory.samples")
+        points = self.ramp if self.ramp is not None else self.samples
+        which = "ramp" if self.ramp is not None else "samples"
+        if not points:
+            raise ValueError(f"memory.{which} is empty: give at least one (seconds, GiB) point")
+        if len(points) > MAX_MEMORY_SAMPLES:
+            raise ValueError(f"memory.{which}: {len(points)} points, more than the {MAX_MEMORY_SAMPLES:,} an import takes")
+        if any(t < 0 or g < 0 for t, g in points):
+            raise ValueError(f"memory.{which}: seconds and GiB must be >= 0")
         return self
 
 
@@ -103,6 +130,18 @@ class RunSpec(_Strict):
         for key in self.epochs:
             if key not in K.EPOCH_KEYS + K.GPU_ONLY_EPOCH_KEYS:
                 raise ValueError(f"epochs: unknown metric key {key!r} (use the contract's names, e.g. {K.VAL_MAP50})")
+        start = self.start if self.start.tzinfo else self.start.replace(tzinfo=timezone.utc)
+        if start < EARLIEST_START:
+            raise ValueError(f"start {self.start.isoformat()} is before 1970-01-01 (MLflow cannot store it)")
+        if start.timestamp() > datetime.now(timezone.utc).timestamp() + 86400:
+            raise ValueError(f"start {self.start.isoformat()} is in the future")
+        for what, items in (("params", self.params), ("tags", self.tags)):
+            seen: dict[str, str] = {}
+            for k in items:
+                sk = K.sanitize_key(str(k))
+                if sk in seen:
+                    raise ValueError(f"{what}: {seen[sk]!r} and {k!r} both become {sk!r} in MLflow; rename one")
+                seen[sk] = str(k)
         return self
 
 
@@ -121,9 +160,11 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _err_text(e: ValidationError, where: str) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    msg = err["msg"]
+    errors = e.errors()
+    # of a union's branch errors (float | list[float]) the telling one, not "should be a list"
+    err = next((x for x in errors if x.get("type") not in ("float_type", "list_type", "float_parsing")), errors[0])
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("float", "list[float]"))
+    msg = err["msg"].removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         msg = "unknown key"
     return f"{where}{'.' + loc if loc else ''}: {msg}"
@@ -212,6 +253,9 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
         n = spec.speed.batches or (bpe * max(done, 1) if bpe else None)
         if n is None and not isinstance(spec.speed.step_s, list):
             raise ImportFailed(f"run {spec.name}: speed.batches needed (no batches_per_epoch/train_images)")
+        if n is not None and n > MAX_BATCHES:
+            raise ImportFailed(f"run {spec.name}: {n:,} batches to generate, more than the {MAX_BATCHES:,} an "
+                               "import takes; give speed.batches (a sample of the run is enough for its speed)")
         step_s = _step_series(spec, n or 0, rng)
     wait_frac = spec.speed.data_wait_fraction if spec.speed else None
     val_s = spec.validation_s or 0.0
@@ -247,6 +291,10 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
             ramp = sorted((float(a), float(b)) for a, b in m.ramp)
             k, ts = 0, 0.0
             end = max(duration, ramp[-1][0])
+            if end / m.interval_s > MAX_MEMORY_SAMPLES:
+                raise ImportFailed(f"run {spec.name}: memory.interval_s {m.interval_s:g} over {end:,.0f} s gives "
+                                   f"{end / m.interval_s:,.0f} samples, more than the {MAX_MEMORY_SAMPLES:,} an import "
+                                   "takes; use a longer interval_s")
             while ts <= end + 1e-9:
                 in_val = any(a <= ts < b for a, b in val_phases)
                 g = m.val_gib if (in_val and m.val_gib is not None) else _interp(ramp, ts)
@@ -310,45 +358,47 @@ def _tags(spec: RunSpec) -> dict[str, str]:
     for k, v in spec.tags.items():
         if k == K.TAG_RUN_KIND:
             continue
-        tags[k] = str(v).lower() if isinstance(v, bool) else str(v)
-    return tags
+        tags[K.sanitize_key(str(k))] = str(v).lower() if isinstance(v, bool) else str(v)
+    return redact_mapping(tags)
 
 
 def import_history_file(client, path: str | Path, experiment: str | None = None) -> list[ImportResult]:
-    """Log every run of the file; a run already imported (same fingerprint) is skipped."""
+    """Log every run of the file; a run already imported (same fingerprint) is skipped.
+
+    The whole file is validated and every run built before anything is written; a run whose writing
+    fails is deleted again (its fingerprint is the last thing set), so importing again works.
+    """
     from mlflow.entities import Metric, Param, RunTag
 
     from ..tracking.batching import log_batch_chunked
     from ..tracking.store import get_or_create_experiment, resolve_experiment
 
     hf, specs = parse(path)
+    try:
+        built = [(spec, *build(spec)) for spec in specs]
+    except ImportFailed as e:
+        raise ImportFailed(f"{path}: {e}") from None
     exp_name = experiment or hf.experiment or resolve_experiment(None)
     exp_id = get_or_create_experiment(client, exp_name)
     results = []
-    for spec in specs:
+    for spec, tl, _summary, duration in built:
         fp = fingerprint(FORMAT, json.dumps(spec.model_dump(mode="json"), sort_keys=True))
         old = find_imported(client, exp_id, fp)
         if old is not None:
             results.append(ImportResult(old.info.run_id, spec.name, exp_name, "already imported"))
             continue
-        tl, _summary, duration = build(spec)
         start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=timezone.utc)
         t0 = start.timestamp()
-        tags = _tags(spec)
-        tags[TAG_IMPORT_FINGERPRINT] = fp
-        tags[TAG_IMPORT_SOURCE] = str(Path(path).resolve())
-        run = client.create_run(exp_id, start_time=int(t0 * 1000), run_name=spec.name)
-        rid = run.info.run_id
+        tags = {**_tags(spec), TAG_IMPORT_SOURCE: str(Path(path).resolve())}
         params = {"batch": spec.batch, "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
         if spec.epochs_planned:
             params.setdefault("epochs", spec.epochs_planned)
-        log_batch_chunked(
-            client, rid,
-            metrics=[Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics],
-            params=[Param(K.sanitize_key(str(k)), param_text(v)) for k, v in params.items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )
-        if spec.status != "RUNNING":
-            client.set_terminated(rid, spec.status, end_time=int((t0 + duration) * 1000))
+        params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in params.items()})
+        metrics = [Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics]
+        with atomic_run(client, exp_id, spec.name, int(t0 * 1000), fp) as rid:
+            log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
+                              tags=[RunTag(k, v) for k, v in tags.items()])
+            if spec.status != "RUNNING":
+                client.set_terminated(rid, spec.status, end_time=int((t0 + duration) * 1000))
         results.append(ImportResult(rid, spec.name, exp_name, "imported"))
     return results

@@ -18,38 +18,42 @@ fingerprint and is imported as a new run.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from .. import keys as K
+from ..redact import redact_mapping, redacted_yaml_copy
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
 from ..ultralytics_args import cache_mode, param_text, train_imgsz
-from . import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE, ImportFailed, ImportResult, find_imported, fingerprint
-
-SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey")
+from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
 
 
 def read_results(path: Path) -> list[dict[str, float]]:
     """results.csv rows as {column: float}; headers stripped (older versions pad them)."""
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        if "epoch" not in header:
-            raise ImportFailed(f"{path}: no 'epoch' column; not an Ultralytics results.csv")
-        for line in reader:
-            if not line or not any(c.strip() for c in line):
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ImportFailed(f"{path}: not UTF-8 text (byte {e.start}); not an Ultralytics results.csv") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    if "epoch" not in header:
+        raise ImportFailed(f"{path}: no 'epoch' column; not an Ultralytics results.csv")
+    for line in reader:
+        if not line or not any(c.strip() for c in line):
+            continue
+        row = {}
+        for h, c in zip(header, line):
+            try:
+                row[h] = float(c)
+            except ValueError:
                 continue
-            row = {}
-            for h, c in zip(header, line):
-                try:
-                    row[h] = float(c)
-                except ValueError:
-                    continue
-            if "epoch" in row:
-                rows.append(row)
+        if "epoch" in row:
+            rows.append(row)
     return rows
 
 
@@ -80,7 +84,9 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     if not args_file.is_file():
         raise ImportFailed(f"{d}: no args.yaml; not an Ultralytics run dir")
     try:
-        args = yaml.safe_load(args_file.read_text(encoding="utf-8")) or {}
+        args = yaml.safe_load(args_file.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ImportFailed(f"{args_file}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError:
         raise ImportFailed(f"{args_file}: not valid YAML") from None
     if not isinstance(args, dict):
@@ -97,7 +103,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     # times: args.yaml is written when training starts; results.csv's `time` is seconds since then
     t0 = args_file.stat().st_mtime
     times = [r.get("time") for r in rows]
-    have_time = bool(rows) and all(t is not None and math.isfinite(t) for t in times)
+    have_time = bool(rows) and all(t is not None and math.isfinite(t) and t >= 0 for t in times)
     metrics: list[Metric] = []
 
     def add(key: str, value: float, t_s: float, step: int) -> None:
@@ -114,8 +120,10 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
             if key:
                 add(key, v, t_end, ep)
         if have_time:
-            durations.append(r["time"] - prev)
-            add(K.EPOCH_DURATION_S, r["time"] - prev, t_end, ep)
+            # a clock that goes back restarted (Ultralytics restarts it on --resume): that epoch took `time`
+            took = r["time"] - prev if r["time"] >= prev else r["time"]
+            durations.append(took)
+            add(K.EPOCH_DURATION_S, took, t_end, ep)
             prev = r["time"]
 
     batch = args.get("batch")
@@ -133,7 +141,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
         add(key, v, t_last, 0)
 
     digest, on_tmpfs = _digest_and_tmpfs(args.get("data"))
-    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_FINGERPRINT: fp, TAG_IMPORT_SOURCE: str(d.resolve())}
+    tags = {K.TAG_RUN_KIND: "import", TAG_IMPORT_SOURCE: str(d.resolve())}  # the fingerprint is set last
     if batch:
         tags[K.TAG_BATCH_SIZE] = str(batch)
     tags[K.TAG_CACHE_MODE] = cache_mode(args.get("cache"))
@@ -146,23 +154,33 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
         tags[K.TAG_DATASET_DIGEST] = digest
     if on_tmpfs is not None:
         tags[K.TAG_DATA_ON_TMPFS] = str(on_tmpfs).lower()
-    params = []
-    for k, v in args.items():
-        val = "***" if any(w in str(k).lower() for w in SECRET_WORDS) else str(v)
-        params.append(Param(K.sanitize_key(str(k)), param_text(val)))
-
-    run = client.create_run(exp_id, start_time=int(t0 * 1000), run_name=str(name))
-    rid = run.info.run_id
-    log_batch_chunked(client, rid, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()])
-    for f in (args_file, csv_file):
-        if f.is_file():
-            client.log_artifact(rid, str(f))
-    if weights and (d / "weights").is_dir():
-        for w in sorted((d / "weights").glob("*.pt")):
-            client.log_artifact(rid, str(w), artifact_path="weights")
+    params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in args.items()})
+    if len(params) != len(args):
+        raise ImportFailed(f"{args_file}: two argument names become the same MLflow key "
+                           f"({_collision(list(args))}); rename one")
     end = max(t_last, csv_file.stat().st_mtime if csv_file.is_file() else t0)
-    client.set_terminated(rid, "FINISHED", end_time=int(end * 1000))
+
+    with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp) as rid, tempfile.TemporaryDirectory() as tmp:
+        log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
+                          tags=[RunTag(k, v) for k, v in tags.items()])
+        client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file
+        if csv_file.is_file():
+            client.log_artifact(rid, str(csv_file))
+        if weights and (d / "weights").is_dir():
+            for w in sorted((d / "weights").glob("*.pt")):
+                client.log_artifact(rid, str(w), artifact_path="weights")
+        client.set_terminated(rid, "FINISHED", end_time=int(end * 1000))
     return ImportResult(rid, str(name), experiment, "imported")
+
+
+def _collision(names: list) -> str:
+    seen: dict[str, str] = {}
+    for n in names:
+        k = K.sanitize_key(str(n))
+        if k in seen:
+            return f"{seen[k]!r} and {n!r} -> {k!r}"
+        seen[k] = str(n)
+    return ""
 
 
 __all__ = ["import_run_dir", "read_results"]

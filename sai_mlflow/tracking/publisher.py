@@ -16,12 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..redact import redact_mapping
 from .sink import Batch, Sink
 
 Collector = Callable[[], Batch]
 Reporter = Callable[[str], None]
 
 MAX_BACKOFF_S = 60.0
+
+
+def redacted(batch: Batch) -> Batch:
+    if not (batch.params or batch.tags):
+        return batch
+    return Batch(metrics=batch.metrics, params=redact_mapping(batch.params or {}), tags=redact_mapping(batch.tags or {}))
 
 
 class Publisher:
@@ -55,6 +62,8 @@ class Publisher:
         return self
 
     def put(self, batch: Batch) -> None:
+        """Hand over params/tags/metrics; secrets in params and tags are hidden here, before any store or spool."""
+        batch = redacted(batch)
         with self._lock:
             self._queued.extend(batch)
 

@@ -14,7 +14,7 @@ from ..log import warn
 from .settings import TrackingSettings
 from .sink import Sink
 from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
-from .store import get_or_create_experiment, make_client
+from .store import config_error, get_or_create_experiment, make_client
 
 
 @dataclass
@@ -46,9 +46,12 @@ def _create(trainer, s: TrackingSettings) -> OpenedRun:
     tags = {K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage}
     try:
         client = make_client(s.tracking_uri)
-        exp_id = get_or_create_experiment(client, s.experiment)
+        exp_id = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
         run_id = client.create_run(exp_id, run_name=s.run_name or trainer.args.name, tags=tags).info.run_id
     except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
+        refused = config_error(e, s.tracking_uri, f"creating runs in experiment '{s.experiment}'")
+        if refused is not None:  # a misconfiguration (bad URI, login, permission) is refused, not spooled
+            raise refused from None
         return _offline(trainer, s, tags, e)
     return OpenedRun(run_id, _spooling_sink(client, run_id, s), client)
 
@@ -59,7 +62,8 @@ def _offline(trainer, s: TrackingSettings, tags: dict, error: Exception) -> Open
     try:  # the spool first: say "spooled locally" only once it is true
         sink = SpoolingSink(None, run_id, report=warn, meta={
             "tracking_uri": s.tracking_uri, "experiment": s.experiment,
-            "run_name": s.run_name or trainer.args.name, "tags": tags, "run_id_file": str(run_file.resolve())})
+            "run_name": s.run_name or trainer.args.name, "tags": tags, "run_id_file": str(run_file.resolve()),
+            "artifact_location": s.artifact_location})
     except Exception as spool_error:
         raise RuntimeError(f"neither the store ({type(error).__name__}: {str(error)[:200]}) nor the spool "
                            f"({type(spool_error).__name__}: {str(spool_error)[:200]}) can be written") from None

@@ -22,6 +22,7 @@ _ENV = {
     "run_kind": "SAI_MLFLOW_RUN_KIND",
     "guard_stop_on": "SAI_MLFLOW_GUARD_STOP_ON",
     "policy_file": "SAI_MLFLOW_POLICY_FILE",
+    "artifact_location": "SAI_MLFLOW_ARTIFACT_LOCATION",
 }
 
 
@@ -39,6 +40,7 @@ class TrackingSettings:
     run_kind: str = "train"         # `probe` for a run of `sai-mlflow probe`
     guard_stop_on: str = ""         # reason codes, comma-separated: the live guard stops on these
     policy_file: str = ""           # the guard's policy (else configs/decision.yaml)
+    artifact_location: str = ""
 
     @classmethod
     def from_env(cls) -> "TrackingSettings":

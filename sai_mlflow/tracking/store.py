@@ -9,8 +9,15 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import StoreConfigError
+from ..redact import redact_text, without_credentials
 
 DEFAULT_EXPERIMENT = "sai-mlflow"
+DB_SCHEMES = ("postgresql", "mysql", "mssql")  # sqlite is local: its errors are immediate
+OTHER_SCHEMES = ("", "file", "sqlite", "http", "https", "databricks", "databricks-uc", "uc")
+TEAM_HINT = "see docs/team.md, or start one with scripts/team_server.sh"
 
 
 def default_tracking_uri(base: str | Path = "mlruns") -> str:
@@ -34,16 +41,29 @@ def artifact_root_for(tracking_uri: str) -> str | None:
     return None
 
 
+def with_credentials(uri: str) -> str:
+    """A redacted URI (e.g. from a spool's meta.json) with its password back, when MLFLOW_TRACKING_URI is
+    the same URI with one; otherwise as it is (libpq then reads PGPASSWORD or ~/.pgpass)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "")
+    return env if env and env != uri and without_credentials(env) == uri else uri
+
+
+def scheme_of(tracking_uri: str) -> str:
+    """`postgresql+psycopg2://…` -> `postgresql`; a bare path -> ``."""
+    head = tracking_uri.split("://", 1)[0] if "://" in tracking_uri else ""
+    return head.split("+", 1)[0].lower()
+
+
 def make_client(tracking_uri: str):
     """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default.
 
-    An HTTP server is probed first: when it is down this raises ConnectionError in seconds, where the
-    client's first call would retry for ~4 minutes.
+    Any other store is checked first (`check_store`): a misconfiguration raises StoreConfigError with
+    the fix, an outage ConnectionError in seconds, where MLflow's client would retry for minutes.
     """
     from mlflow.tracking import MlflowClient
 
     if not tracking_uri.startswith("sqlite:///"):
-        probe(tracking_uri)
+        check_store(tracking_uri)
         return MlflowClient(tracking_uri=tracking_uri)
     with _sqlite_init_lock(Path(tracking_uri[len("sqlite:///"):])):
         return MlflowClient(tracking_uri=tracking_uri)  # builds the store: creates or migrates the schema
@@ -77,6 +97,8 @@ def probe(tracking_uri: str, timeout_s: float = 3.0) -> None:
     import urllib.error
     import urllib.request
 
+    parts = urlsplit(tracking_uri)  # no user:password@ in the health URL (and none in messages)
+    tracking_uri = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
     url = tracking_uri.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as r:
@@ -89,15 +111,156 @@ def probe(tracking_uri: str, timeout_s: float = 3.0) -> None:
         raise ConnectionError(f"tracking server {tracking_uri} is unreachable ({getattr(e, 'reason', e)})") from None
 
 
-def get_or_create_experiment(client, name: str) -> str:
-    """The experiment id for `name`, creating it (artifacts beside a local store) when missing."""
+def check_store(tracking_uri: str, timeout_s: float = 3.0) -> None:
+    """Refuse a misconfigured store before any work; tell an outage apart, in seconds.
+
+    StoreConfigError (exit 2, never spooled): unknown scheme, missing driver, bad host name, refused
+    login, HTTP 401/403. ConnectionError (an outage: `train` spools): connection refused, timeout, 5xx.
+    """
+    scheme = scheme_of(tracking_uri)
+    if scheme in ("http", "https"):
+        probe(tracking_uri, timeout_s)
+        _check_http_login(tracking_uri, timeout_s)
+    elif scheme in DB_SCHEMES:
+        _check_database(tracking_uri, timeout_s)
+    elif scheme not in OTHER_SCHEMES and scheme not in _mlflow_schemes():
+        raise StoreConfigError(
+            f"tracking URI {redact_text(tracking_uri)}: unknown scheme '{scheme}://'. Use postgresql://USER@HOST/DB, "
+            "mysql+pymysql://…, sqlite:///PATH/mlflow.db or http(s)://SERVER (" + TEAM_HINT + ")")
+
+
+def _mlflow_schemes() -> set[str]:
+    try:  # the schemes MLflow itself has stores for (plugins included)
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        return {k.lower() for k in _tracking_store_registry._registry}
+    except Exception:
+        return set()
+
+
+_DRIVER_FIX = {
+    "postgresql": "pip install 'sai_mlflow[postgres]' (psycopg 3, what postgresql:// uses), or psycopg2-binary "
+                  "for postgresql+psycopg2://",
+    "mysql": "pip install pymysql and use mysql+pymysql://",
+    "mssql": "pip install pyodbc",
+}
+
+
+def _check_database(uri: str, timeout_s: float) -> None:
+    """One real connection with a short timeout (MLflow's own engine retries for ~100 s), classified."""
+    import sqlalchemy as sa
+
+    shown, scheme = redact_text(uri), scheme_of(uri)
+    try:
+        args = {"connect_timeout": max(1, int(timeout_s))} if scheme in ("postgresql", "mysql") else {}
+        engine = sa.create_engine(uri, connect_args=args, poolclass=sa.pool.NullPool)
+    except ImportError as e:
+        raise StoreConfigError(f"tracking URI {shown}: the database driver is not installed ({e}): "
+                               f"{_DRIVER_FIX.get(scheme, 'install the driver the URI names')}") from None
+    except sa.exc.NoSuchModuleError:
+        raise StoreConfigError(f"tracking URI {shown}: SQLAlchemy has no driver '{uri.split('://')[0]}': "
+                               f"use {scheme}:// ({_DRIVER_FIX.get(scheme, '')})") from None
+    except (sa.exc.ArgumentError, ValueError) as e:
+        raise StoreConfigError(f"tracking URI {shown} is malformed ({redact_text(e)}): "
+                               f"expected {scheme}://USER:PASSWORD@HOST:PORT/DATABASE") from None
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as e:
+        raise _classify_db_error(shown, str(getattr(e, "orig", None) or e)) from None
+    except Exception as e:
+        raise ConnectionError(f"tracking database {shown} is unreachable ({redact_text(e)})") from None
+    finally:
+        engine.dispose()
+
+
+_DB_CONFIG_ERRORS = (  # (substring of the driver's message, the fix)
+    ("password authentication failed", "the database refused the login: check the user and password in the "
+                                       "URI (or PGPASSWORD / ~/.pgpass)"),
+    ("access denied for user", "the database refused the login: check the user and password in the URI"),
+    ("login failed", "the database refused the login: check the user and password in the URI"),
+    ("no pg_hba.conf entry", "the database does not accept this user from this host: add a pg_hba.conf line"),
+    ("does not exist", "create it (createdb, or CREATE DATABASE / CREATE ROLE) or fix the name in the URI"),
+    ("unknown database", "create it (CREATE DATABASE) or fix the name in the URI"),
+    ("resolve host", "the host name does not resolve: fix the host in the URI"),
+    ("could not translate host name", "the host name does not resolve: fix the host in the URI"),
+    ("name or service not known", "the host name does not resolve: fix the host in the URI"),
+    ("unknown mysql server host", "the host name does not resolve: fix the host in the URI"),
+)
+
+
+def _classify_db_error(shown: str, message: str) -> Exception:
+    first = redact_text(message.strip().splitlines()[0] if message.strip() else message)
+    low = message.lower()
+    for needle, fix in _DB_CONFIG_ERRORS:
+        if needle in low:
+            return StoreConfigError(f"tracking database {shown}: {first.split('FATAL:')[-1].strip()}: {fix}")
+    return ConnectionError(f"tracking database {shown} is unreachable ({first})")
+
+
+def _check_http_login(uri: str, timeout_s: float) -> None:
+    """One authenticated read, with MLflow's own credentials (MLFLOW_TRACKING_USERNAME/PASSWORD, token)."""
+    from mlflow.utils.rest_utils import http_request
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    try:
+        creds = _get_store(uri).get_host_creds()
+        resp = http_request(creds, "/api/2.0/mlflow/experiments/search", "GET", max_retries=0,
+                            backoff_factor=0, timeout=timeout_s, params={"max_results": 1})
+    except Exception as e:
+        raise ConnectionError(f"tracking server {redact_text(uri)} is unreachable ({redact_text(e)})") from None
+    if resp.status_code in (401, 403):
+        raise http_refusal(resp.status_code, uri)
+
+
+def http_refusal(status: int, uri: str, what: str = "") -> StoreConfigError:
+    """401: who you are; 403: what you may not do. One line naming the fix."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME") or (urlsplit(uri).username if uri else None)
+    server = f"the tracking server {redact_text(uri)}" if uri else "the tracking server"
+    if status == 401:
+        who = f"user '{user}'" if user else "no user"
+        return StoreConfigError(
+            f"{server} did not accept the login (HTTP 401, {who}): set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of that server")
+    return StoreConfigError(
+        f"{server} refused {what or 'this'} to user '{user}' (HTTP 403, permission "
+        "denied): ask its admin for the permission (docs/team.md, users and permissions)")
+
+
+def config_error(error: BaseException, uri: str, what: str = "") -> StoreConfigError | None:
+    """A StoreConfigError for an MLflow 401/403 met mid-command; None for anything else."""
+    if isinstance(error, StoreConfigError):
+        return error
+    code = str(getattr(error, "error_code", ""))
+    if code == "UNAUTHENTICATED":
+        return http_refusal(401, uri, what)
+    if code == "PERMISSION_DENIED":
+        return http_refusal(403, uri, what)
+    return None
+
+
+def artifact_warning(tracking_uri: str, artifact_location: str | None) -> str | None:
+    """A database URI whose experiment keeps artifacts on this machine's disk: no teammate can reach them."""
+    if scheme_of(tracking_uri) not in DB_SCHEMES or not artifact_location:
+        return None
+    if scheme_of(artifact_location) not in ("", "file"):
+        return None
+    return (f"artifacts (weights, tables, plots) go to {artifact_location} on this machine, which teammates "
+            "cannot reach: set tracking.artifact_location (e.g. s3://bucket/sai-mlflow) for new experiments, "
+            f"or log through an mlflow server with --artifacts-destination ({TEAM_HINT})")
+
+
+def get_or_create_experiment(client, name: str, artifact_location: str | None = None) -> str:
+    """The experiment id for `name`, creating it when missing: artifacts at `artifact_location`, else beside
+    a local store, else the server's default."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_root_for(client.tracking_uri))
+        return client.create_experiment(name, artifact_location=artifact_location
+                                        or artifact_root_for(client.tracking_uri))
     except Exception:
         exp = client.get_experiment_by_name(name)  # another process created it first
         if exp is None:

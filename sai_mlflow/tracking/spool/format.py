@@ -8,7 +8,7 @@ Layout (one directory per run, under one known root so `sai-mlflow sync` finds t
         spool.log                    append-only records: u32 length | u32 crc32 | JSON payload
         watermark                    byte offset up to which the store has acknowledged (atomic rename)
         mlflow_run_id                the run sync created for an offline (`local-`) run
-        rejected.jsonl               items the store refused for good (shown by `sync --dry-run`)
+        rejected.jsonl               items the store rejected for their content (kept; `sync --dry-run`)
         lock                         flock held by the live writer; a SIGKILL releases it
 
 Records (JSON, NaN/Infinity allowed): `m` metrics [[key, value, ts_ms, step], ...] (<= 1000 per
@@ -150,7 +150,18 @@ class Spool:
             return {}
 
     def write_meta(self, meta: dict) -> None:
-        _atomic_write(self.dir / "meta.json", json.dumps(meta, indent=1, default=str))
+        """Owner-only (0600) and without credentials: a tracking URI's `user:password@` is dropped (sync takes
+        them from MLFLOW_TRACKING_USERNAME/PASSWORD or --tracking-uri again), other secrets redacted."""
+        from ...redact import has_credentials, redact_tree, without_credentials
+
+        meta = dict(meta)
+        if has_credentials(str(meta.get("tracking_uri") or "")):
+            meta["tracking_uri"] = without_credentials(meta["tracking_uri"])
+            meta["uri_userinfo_removed"] = True
+        tmp = self.dir / f"meta.json.tmp{os.getpid()}.{threading.get_ident()}"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(redact_tree(meta), indent=1, default=str))
+        os.replace(tmp, self.dir / "meta.json")
 
     def bound_run_id(self) -> str | None:
         """The MLflow run this spool uploads into: the one sync bound it to (a local id's run, or a copy in a

@@ -116,6 +116,8 @@ class SpoolingSink:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=0.5 if not done else 5.0)
+        for path in self._up.missing if self._up is not None else []:
+            self.report(f"sai_mlflow: artifact {path} no longer exists; not uploaded")
         if done and not (self._thread and self._thread.is_alive()):
             refused = self.spool.rejected()
             if refused:

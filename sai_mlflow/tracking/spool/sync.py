@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ... import keys as K
+from ...errors import StoreConfigError
 from .format import KEEP_ENV, Spool, summarize
 from .upload import StoreRefused, Uploader, http_status, drain, refusal_reason
 
@@ -62,7 +63,8 @@ def _ensure_run(client, spool: Spool, meta: dict) -> tuple[str, bool]:
     if run_id is None:
         from ..store import get_or_create_experiment, resolve_experiment
 
-        exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment())
+        exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment(),
+                                          meta.get("artifact_location") or None)
         found = client.search_runs([exp_id], filter_string=f"tags.`{LOCAL_ID_TAG}` = '{spool.run_id}'",
                                    max_results=1)
         if found:
@@ -107,9 +109,10 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             res.state = "dry-run"
             return res
         meta = spool.meta()
-        from ..store import make_client, resolve_tracking_uri
+        from ..store import make_client, resolve_tracking_uri, with_credentials
 
-        uri = tracking_uri or meta.get("tracking_uri") or resolve_tracking_uri()
+        # meta.json holds the URI without its password: MLFLOW_TRACKING_URI (or PGPASSWORD) supplies it
+        uri = tracking_uri or with_credentials(meta.get("tracking_uri") or "") or resolve_tracking_uri()
         client = make_client(uri)
         res.run_id, res.created = _ensure_run(client, spool, meta)
         if spool.local:
@@ -132,11 +135,16 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         if done and not res.kept and os.environ.get(KEEP_ENV, "").lower() not in ("1", "true", "yes"):
             spool.remove()
         return res
-    except StoreRefused as e:
-        res.state, res.message = "failed", str(e)
-        return res
+    except StoreConfigError:
+        raise  # wrong URI, login or permission: the command says so and exits 2; the spool stays
     except Exception as e:
-        res.state, res.message = "failed", f"{type(e).__name__}: {str(e)[:300]}"
+        from ...redact import redact_text
+
+        text = str(e) if isinstance(e, StoreRefused) else f"{type(e).__name__}: {str(e)[:300]}"
+        res.state, res.message = "failed", redact_text(text)
+        if not tracking_uri and spool.meta().get("uri_userinfo_removed"):
+            res.message += ("; the run was started with credentials in its tracking URI, which the spool does not "
+                            "keep: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or pass --tracking-uri")
         return res
     finally:
         spool.close()

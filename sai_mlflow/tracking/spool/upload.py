@@ -87,6 +87,7 @@ class StoreRefused(Exception):
 
 
 _ACTIVE_STATE = "must be in the 'active' state"
+CONTENT_STATUS = (400, 413, 422)  # bad request, too large, unprocessable: about the items sent
 
 
 def http_status(e: BaseException) -> int | None:
@@ -127,7 +128,7 @@ def is_content_rejection(e: BaseException) -> bool:
     only these may be set aside. An outage (5xx, timeouts, refused connections) or a refusal of the
     run itself (missing, deleted, 401/403) is not: the data stays pending."""
     code = http_status(e)
-    return code == 400 and refusal_reason(e) is None
+    return code in CONTENT_STATUS and refusal_reason(e) is None
 
 
 def _raise_for(e: BaseException, run_id: str) -> None:

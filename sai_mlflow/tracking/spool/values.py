@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from ...keys import sanitize_key
+from ...ultralytics_args import param_text
 from ..batching import MAX_PARAM_CHARS
 from ..sink import Batch
 
@@ -31,11 +32,11 @@ def safe_key(key) -> str:
 
 
 def _text(value, limit: int) -> str | None:
+    """The value as text MLflow accepts, cut with the one visible marker; None when it has no text."""
     try:
-        text = str(value)
+        return param_text(value, limit)
     except Exception:
         return None
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""One error boundary for every command: whatever escapes a command becomes one redacted `Error:` line.
+
+Bad input, a misconfigured or unusable store (MLflow, sqlite/SQLAlchemy, HTTP 401/403) and file-system
+errors exit 2 as the contract says; anything unforeseen exits 1 with one line too (set SAI_MLFLOW_DEBUG=1
+for the traceback). Used by the `sai-mlflow` group and by the standalone `compare-runs` command.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import contextmanager
+
+import click
+
+from ..errors import UserError
+from ..redact import redact_text
+
+MAX_CHARS = 600
+
+
+class UsageError(click.ClickException):
+    """Bad usage or input: one clear message, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(one_line(message))
+        self.exit_code = exit_code
+
+
+def one_line(message) -> str:
+    """Redacted, whitespace folded, bounded: what the user sees after `Error: `."""
+    text = re.sub(r"\s+", " ", redact_text(message)).strip()
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS - 1] + "…"
+
+
+def _mlflow_message(e) -> str:
+    from ..tracking.store import config_error, http_refusal
+
+    refused = config_error(e, "")
+    if refused is not None:
+        return str(refused)
+    msg = getattr(e, "message", None) or str(e)
+    status = re.search(r"\b(401|403)\b|Unauthorized|Forbidden", msg)
+    if status:  # a 401/403 that MLflow did not code (older servers, proxies in front of them)
+        return str(http_refusal(401 if status.group(0) in ("401", "Unauthorized") else 403, ""))
+    return f"MLflow error: {msg}"
+
+
+@contextmanager
+def store_refusals(uri: str, what: str = ""):
+    """An MLflow 401/403 met mid-command, said with the store and what was refused; the rest goes to the boundary."""
+    from ..tracking.store import config_error
+
+    try:
+        yield
+    except Exception as e:
+        refused = config_error(e, uri, what)
+        if refused is None:
+            raise
+        raise UsageError(str(refused)) from None
+
+
+def to_usage_error(e: BaseException) -> UsageError:
+    """The one line (and exit code) for an exception that escaped a command."""
+    if isinstance(e, UserError):
+        return UsageError(str(e), getattr(e, "exit_code", 2))
+    if isinstance(e, ConnectionError):
+        return UsageError(str(e))
+    try:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(e, MlflowException):
+            return UsageError(_mlflow_message(e))
+    except ImportError:  # pragma: no cover
+        pass
+    import sqlite3
+
+    if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
+        orig = getattr(e, "orig", None) or e
+        return UsageError(f"the tracking store cannot be used ({type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}); "
+                          "check that the database file is intact and writable, or give another --tracking-uri")
+    if isinstance(e, UnicodeDecodeError):
+        return UsageError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return UsageError(f"{e.strerror or e}{where}")
+    return UsageError(f"unexpected {type(e).__name__}: {e} (set SAI_MLFLOW_DEBUG=1 for the traceback)", exit_code=1)
+
+
+@contextmanager
+def error_boundary():
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as e:
+        if os.environ.get("SAI_MLFLOW_DEBUG"):
+            raise
+        raise to_usage_error(e) from None
+
+
+class GuardedCommand(click.Command):
+    """A command run inside the error boundary (for a command also run on its own, like compare-runs)."""
+
+    def invoke(self, ctx):
+        with error_boundary():
+            return super().invoke(ctx)
+
+
+class GuardedGroup(click.Group):
+    """A group whose every subcommand runs inside the error boundary."""
+
+    def invoke(self, ctx):
+        with error_boundary():
+            return super().invoke(ctx)

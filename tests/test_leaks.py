@@ -1,0 +1,223 @@
+"""Nothing leaked (issue 9, items 9-11): secrets never reach a param, tag, artifact, spool file, log or printed line.
+
+Real parts: MLflow's basic-auth server (`mlflow server --app-name basic-auth`) on loopback, a real CPU
+training whose tracking URI carries the password (`http://admin:PW@host:port`, which MLflow's own client
+accepts), real importer inputs, a real sqlite store. Every place a secret could end up is grepped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import MLFLOW, ROOT, free_port, run_cli
+
+PW = "S3cr3t-Pw-9b-xyzzy"
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token shape
+
+
+class AuthServer:
+    """MLflow's basic-auth app: admin/PW, everyone else READ; /health needs no login."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def uri(self, user: str | None = "admin", password: str | None = PW) -> str:
+        return f"http://{user}:{password}@{self.host}" if user else f"http://{self.host}"
+
+    def start(self, timeout: float = 120) -> None:
+        ini = self.dir / "auth.ini"
+        ini.write_text("[mlflow]\ndefault_permission = READ\n"
+                       f"database_uri = sqlite:///{self.dir / 'auth.db'}\nadmin_username = admin\n"
+                       f"admin_password = {PW}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}
+        self.proc = subprocess.Popen(
+            [MLFLOW, "server", "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+             "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/health", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("basic-auth server did not start: " + (self.dir / "server.log").read_text()[-2000:])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            import signal
+
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    s = AuthServer(tmp_path_factory.mktemp("auth-server"))
+    s.start()
+    yield s
+    s.stop()
+
+
+def admin_client(server: AuthServer):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=server.uri())
+
+
+def files_under(*roots: Path):
+    for root in roots:
+        if root.is_file():
+            yield root
+        elif root.is_dir():
+            yield from (p for p in root.rglob("*") if p.is_file())
+
+
+def assert_nowhere(secret: str, texts: dict[str, str], files=()) -> None:
+    """`secret` in none of the texts nor the files (bytes, any encoding of the file)."""
+    for where, text in texts.items():
+        assert secret not in text, f"{secret!r} leaked in {where}: …{text[max(0, text.find(secret) - 200):][:400]}"
+    for f in files:
+        assert secret.encode() not in f.read_bytes(), f"{secret!r} leaked in {f}"
+
+
+def run_everything(client, run) -> tuple[dict[str, str], list[Path]]:
+    """Every param, tag and artifact of a run (artifacts downloaded), for grepping."""
+    import mlflow.artifacts
+
+    texts = {f"param {k}": v for k, v in run.data.params.items()}
+    texts.update({f"tag {k}": v for k, v in run.data.tags.items()})
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=client.tracking_uri))
+    return texts, list(files_under(local))
+
+
+# --- item 10: credentials in an HTTP tracking URI ----------------------------------------------------
+
+def test_training_with_credentials_in_the_uri_is_tracked_and_leaks_nothing(auth_server, synthetic_data, tmp_path):
+    from helpers import smoke_args
+
+    uri = auth_server.uri()
+    env = {"SAI_MLFLOW_SPOOL_KEEP": "1", "YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg")}
+    p = run_cli(*smoke_args(tmp_path, synthetic_data, "--set", "epochs=1", "--set", "plots=False"),
+                "--tracking-uri", uri, "--experiment", "leaks", cwd=tmp_path, env=env)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-3000:]
+    assert "unreachable" not in out and "spooled locally" not in out, out[-2000:]  # the probe takes user:pw@ URIs
+    client = admin_client(auth_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("leaks").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics, run.info
+    texts, files = run_everything(client, run)
+    assert any(f.name == "args.yaml" for f in files)
+    texts["output"] = out
+    spool = tmp_path / "mlruns" / "spool"
+    assert spool.is_dir() and any(files_under(spool)), "SAI_MLFLOW_SPOOL_KEEP keeps the spool to be grepped"
+    for meta in spool.rglob("meta.json"):
+        assert stat.S_IMODE(meta.stat().st_mode) == 0o600, oct(meta.stat().st_mode)
+    assert_nowhere(PW, texts, [*files, *files_under(spool, tmp_path / "runs")])
+
+
+def test_offline_spool_meta_holds_no_credentials(tmp_path):
+    """A store down at the start: meta.json keeps the URI without `user:pw@`, 0600; sync says where they come from."""
+    from sai_mlflow.tracking.spool import SpoolingSink, list_spools, sync_spool
+
+    dead = f"http://admin:{PW}@127.0.0.1:{free_port()}"
+    sink = SpoolingSink(None, "local-leaktest", root=tmp_path / "spool",
+                        meta={"tracking_uri": dead, "experiment": "x", "run_name": "r",
+                              "tags": {"note": f"password={PW}"}}, report=lambda m: None)
+    sink.spool.close()
+    (sp,) = list_spools(tmp_path / "spool")
+    meta_file = sp.dir / "meta.json"
+    assert stat.S_IMODE(meta_file.stat().st_mode) == 0o600
+    assert PW not in meta_file.read_text()
+    assert sp.meta()["tracking_uri"] == dead.replace(f"admin:{PW}@", "")
+    res = sync_spool(sp)
+    assert res.state == "failed" and PW not in res.message
+    assert "MLFLOW_TRACKING_USERNAME" in res.message and "--tracking-uri" in res.message
+
+
+@pytest.mark.parametrize("command", ["compare-runs", "promote", "import-history"])
+def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, command):
+    """401 from a basic-auth server: one `Error:` line, exit 2, the password given never echoed."""
+    wrong = "Wr0ng-" + PW
+    hist = ROOT / "configs" / "history" / "seed_2024-08.yaml"
+    for uri in (auth_server.uri(password=wrong), auth_server.uri(user=None)):
+        args = {"compare-runs": ["compare-runs", "--experiment", "nothing-here"],
+                "promote": ["promote", "0" * 32, "--model", "det", "--dry-run"],
+                "import-history": ["import-history", str(hist)]}[command]
+        p = run_cli(*args, "--tracking-uri", uri, cwd=tmp_path, timeout=120)
+        out = p.stdout + p.stderr
+        assert p.returncode == 2, out[-2000:]
+        assert "Traceback" not in out and wrong not in out and PW not in out, out[-2000:]
+        errors = [line for line in out.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1, out[-2000:]
+        assert "credentials" in errors[0] or "401" in errors[0] or "refused" in errors[0], errors[0]
+
+
+# --- item 9: secrets in imports -------------------------------------------------------------------------
+
+def test_import_history_redacts_params_and_tags(client, tmp_path):
+    f = tmp_path / "h.yaml"
+    f.write_text(yaml.safe_dump({"format": "sai-history/1", "experiment": "imp", "runs": [{
+        "name": "a", "start": "2024-08-24T06:00:00Z", "batch": 8, "batches_per_epoch": 4, "epochs_completed": 1,
+        "speed": {"step_s": 0.5},
+        "params": {"db": f"postgres://u:{PW}@db.example/x", "hf_token": PW, "api-key": PW, "passwd": PW,
+                   "private_key": PW, "auth": PW, "credential": PW, "note": f"uses {TOKEN}"},
+        "tags": {"secret": PW, "conn": f"mysql://root:{PW}@h/d", "remark": f"password={PW}"}}]}))
+    p = run_cli("import-history", str(f), "--tracking-uri", client.tracking_uri, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (run,) = client.search_runs([client.get_experiment_by_name("imp").experiment_id])
+    texts = {f"param {k}": v for k, v in run.data.params.items()}
+    texts.update({f"tag {k}": v for k, v in run.data.tags.items()})
+    texts["output"] = p.stdout + p.stderr
+    assert_nowhere(PW, texts)
+    assert_nowhere(TOKEN, texts)
+    assert run.data.params["hf_token"] == "***redacted***"
+    assert run.data.params["db"] == "postgres://u:***redacted***@db.example/x"
+
+
+def test_import_ultralytics_redacts_params_and_uploads_a_redacted_args_yaml(client, tmp_path):
+    from test_import_ultralytics import make_run_dir
+
+    d = make_run_dir(tmp_path, "data.yaml")
+    args = yaml.safe_load((d / "args.yaml").read_text())
+    args.update({"passwd": PW, "credential": PW, "auth": PW, "private_key": PW, "api-key": PW,
+                 "data": f"https://user:{PW}@example.com/data.zip", "project": f"runs/{TOKEN}"})
+    (d / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
+    p = run_cli("import-ultralytics", str(d), "--experiment", "imp-u", "--tracking-uri", client.tracking_uri,
+                cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (run,) = client.search_runs([client.get_experiment_by_name("imp-u").experiment_id])
+    texts, files = run_everything(client, run)
+    texts["output"] = p.stdout + p.stderr
+    uploaded = next(f for f in files if f.name == "args.yaml")
+    assert yaml.safe_load(uploaded.read_text())["epochs"] == 10  # still the run's arguments, readable
+    assert_nowhere(PW, texts, files)
+    assert_nowhere(TOKEN, texts, files)
+    assert PW in (d / "args.yaml").read_text()  # the user's own file is left as it is
+
+
+# --- item 11: the venv starts MLflow's basic-auth app ------------------------------------------------------
+
+def test_the_venv_has_what_the_basic_auth_app_needs():
+    p = subprocess.run([sys.executable, "-c", "import flask_wtf, mlflow.server.auth"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
