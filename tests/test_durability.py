@@ -137,8 +137,9 @@ def test_credentials_rotated_mid_run_lose_nothing(auth_server, tmp_path, monkeyp
     assert "refused the credentials (HTTP 401)" in out and "sai-mlflow sync --run" in out, out
     (sp,) = list_spools(tmp_path / "spool")
     assert not sp.rejected() and summarize(sp).metrics == 3 * 40
-    bad = _sync(tmp_path)  # still the old password: nothing moves, exit 1, the reason is said
-    assert bad.returncode == 1 and "HTTP 401" in bad.stderr, bad.stdout + bad.stderr
+    bad = _sync(tmp_path)  # still the old password: a misconfiguration (exit 2), nothing moves, the reason is said
+    assert bad.returncode == 2 and "HTTP 401" in bad.stderr, bad.stdout + bad.stderr
+    assert sp.dir.exists() and summarize(sp).metrics == 3 * 40
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "new-Password-9a!")
     good = _sync(tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr

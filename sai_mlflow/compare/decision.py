@@ -512,7 +512,7 @@ def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] =
         for v in ranked[1:]:
             v.verdict = ACCEPTABLE
 
-    used = [r for r in evidence if r.group_key == group]
+    used = [r for r in evidence if r.group_key == group and _check_implausible(r) is None]
     fit, limit, suggested = suggest_batch(trusted + [Verdict(r) for r in used], policy)
     return Decision(policy=policy.as_dict(), verdicts=verdicts, group_key=group, recommended=recommended,
                     suggested_batch=suggested, fit=fit, limit_gib=limit, evidence=used)

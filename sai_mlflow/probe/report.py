@@ -131,7 +131,10 @@ def plot(result, path: str) -> None:
         ax_m.plot([0, xs[-1]], [result.fit.predict(0), result.fit.predict(xs[-1])], "--", color="gray", label="fit")
     if result.limit_gib:
         ax_m.axhline(result.limit_gib, color="red", ls="--", lw=1, label=f"limit {result.limit_gib:.1f} GiB")
-    ax_m.set(title="Peak memory per probe", xlabel="batch", ylabel="GiB")
+    safe = result.decision.suggested_batch
+    if safe:
+        ax_m.axvline(safe, color="green", ls=":", lw=1, label=f"largest safe batch {safe}")
+    ax_m.set(title="Peak memory per probe (fit: validation included)", xlabel="batch", ylabel="GiB")
     ax_s.plot([p.batch for p in ps], [by_id[p.run_id].record.step_s_steady or nan for p in ps], "o-")
     ax_s.set(title="Steady s/batch per probe", xlabel="batch", ylabel="s/batch")
     for ax in (ax_m, ax_s):
