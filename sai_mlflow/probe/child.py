@@ -27,7 +27,6 @@ class ProbeTrainer(TrackedDetectionTrainer):
 
 
 def _log_projection(tracker, trainer, full: dict) -> None:
-    from .. import keys as K
     from ..telemetry.summary import SummaryInputs, compute_summary
     from .plan import full_run_plan
 
