@@ -161,34 +161,16 @@ def _checked_policy(policy_file: str | None) -> str:
               help="the live guard's policy YAML, as for compare-runs [default: configs/decision.yaml]")
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url, policy_file) -> None:
     """Train a YOLO detector with every hyperparameter, VRAM sample, s/batch and mAP logged to MLflow."""
-    from .. import keys as K
     from ..config import ConfigError, load_config
-    from ..errors import StoreConfigError
-    from ..tracking.settings import TrackingSettings, environment
     from ..tracking.store import resolve_experiment, resolve_tracking_uri
 
-    from rich.markup import escape
-
     console = _console()
-    config_path = config_path or str(DEFAULT_CONFIG)
     try:
-        cfg = load_config(config_path, list(sets))
+        cfg = load_config(config_path or str(DEFAULT_CONFIG), list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
     policy_file = _checked_policy(policy_file)
-    args = cfg.train_args()
-    data = Path(str(args["data"]))
-    if not data.exists() and cfg.synthetic is not None:
-        from ..data.synthetic import generate
-
-        console.print(f"[cyan]making synthetic data[/] at {cfg.synthetic.out} (config's synthetic section)")
-        args["data"] = str(generate(cfg.synthetic.out, cfg.synthetic.spec()))
-    if resume:
-        args = _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
-    else:
-        problem = model_problem(args.get("model"))
-        if problem:
-            raise UsageError(problem)
+    args = _training_args(cfg, sets, resume, console)
     uri = resolve_tracking_uri(tracking_uri)
     exp = resolve_experiment(experiment, cfg.experiment)
     _check_store(uri, exp, cfg.tracking.artifact_location, console)
@@ -198,17 +180,48 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         console.print(f"[red]preflight found {len(errors)} error(s); nothing was started.[/] "
                       "Fix them, or pass --skip-preflight to train anyway.")
         sys.exit(1)
+    tracker = _run_training(args, _settings(cfg, uri, exp, run_name, policy_file), findings, ctx, console)
+    _say_where(tracker, uri, exp, ui_url, console)
 
-    settings = TrackingSettings(
+
+def _training_args(cfg, sets, resume: str | None, console) -> dict:
+    """What Ultralytics will train with: the config's arguments (synthetic data made on first use), or the
+    checkpoint's on --resume; a model path that does not exist is refused before any run exists."""
+    args = cfg.train_args()
+    if not Path(str(args["data"])).exists() and cfg.synthetic is not None:
+        from ..data.synthetic import generate
+
+        console.print(f"[cyan]making synthetic data[/] at {cfg.synthetic.out} (config's synthetic section)")
+        args["data"] = str(generate(cfg.synthetic.out, cfg.synthetic.spec()))
+    if resume:
+        return _resume_args(resume, cfg, {s.split("=", 1)[0].strip() for s in sets})
+    problem = model_problem(args.get("model"))
+    if problem:
+        raise UsageError(problem)
+    return args
+
+
+def _settings(cfg, uri: str, exp: str, run_name: str | None, policy_file: str):
+    """Tracking settings for this training (they reach DDP workers through the environment)."""
+    from ..tracking.settings import TrackingSettings
+
+    t = cfg.tracking
+    return TrackingSettings(
         tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
-        memory_interval_s=cfg.tracking.memory_interval_s, publish_interval_s=cfg.tracking.publish_interval_s,
-        final_flush_timeout_s=cfg.tracking.final_flush_timeout_s, log_model=cfg.tracking.log_model,
-        artifact_location=cfg.tracking.artifact_location,
-        system_metrics=cfg.tracking.system_metrics,
-        system_metrics_interval_s=cfg.tracking.system_metrics_interval_s,
+        memory_interval_s=t.memory_interval_s, publish_interval_s=t.publish_interval_s,
+        final_flush_timeout_s=t.final_flush_timeout_s, log_model=t.log_model, artifact_location=t.artifact_location,
+        system_metrics=t.system_metrics, system_metrics_interval_s=t.system_metrics_interval_s,
         guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file,
     )
-    from ..trainer import TrackedDetectionTrainer
+
+
+def _run_training(args: dict, settings, findings, ctx, console):
+    """Build the tracked trainer (which opens the run), train, and turn how it ended into an exit code."""
+    from rich.markup import escape
+
+    from ..errors import StoreConfigError
+    from ..trainer import Terminated, TrackedDetectionTrainer
+    from ..tracking.settings import environment
 
     with environment(settings):
         try:
@@ -227,8 +240,6 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         try:
             trainer.train()
         except KeyboardInterrupt as e:
-            from ..trainer import Terminated
-
             how = f"stopped by {e}" if isinstance(e, Terminated) else "interrupted"
             run = tracker.run_id if tracker is not None else ""
             where = f" (spooled locally as {run}: upload it with `sai-mlflow sync`)" if run.startswith("local-") else ""
@@ -238,21 +249,30 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
         except StoreConfigError as e:  # refused when the run was opened (DDP launcher), before the first batch
             raise UsageError(f"{e}; nothing was trained") from None
         except Exception as e:
-            console.print(f"[red]training failed:[/] {escape(redact_text(f'{type(e).__name__}: {e}'))} (the run is marked FAILED)")
+            console.print(f"[red]training failed:[/] {escape(redact_text(f'{type(e).__name__}: {e}'))} "
+                          "(the run is marked FAILED)")
             sys.exit(1)
-    tracker = trainer.sai_tracker  # opened when training started
-    if tracker is not None and tracker.run_id.startswith("local-"):
-        console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
-    elif tracker is not None:
-        from ..ui_links import run_url, ui_base
+    return trainer.sai_tracker  # opened when training started
 
-        base = ui_base(ui_url)
-        console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}'")
-        console.print(f"open it:   {run_url(base, tracker.experiment_id, tracker.run_id)}", soft_wrap=True, highlight=False)
-        console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
-                      soft_wrap=True, highlight=False)
-        if not uri.startswith("http"):
-            console.print(f"(serve the UI first: mlflow ui --backend-store-uri {redact_text(uri)})", soft_wrap=True, highlight=False)
+
+def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None:
+    """Where the run is: a local spool to sync, or links into the MLflow UI."""
+    from .. import keys as K
+    from ..ui_links import run_url, ui_base
+
+    if tracker is None:
+        return
+    if tracker.run_id.startswith("local-"):
+        console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
+        return
+    base = ui_base(ui_url)
+    console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}'")
+    console.print(f"open it:   {run_url(base, tracker.experiment_id, tracker.run_id)}", soft_wrap=True, highlight=False)
+    console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
+                  soft_wrap=True, highlight=False)
+    if not uri.startswith("http"):
+        console.print(f"(serve the UI first: mlflow ui --backend-store-uri {redact_text(uri)})", soft_wrap=True,
+                      highlight=False)
 
 
 COMMANDS = [train, make_synthetic]

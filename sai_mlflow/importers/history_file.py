@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from .. import keys as K
 from ..compare.policy import memory_limit_fraction
 from ..redact import redact_mapping
 from ..telemetry.stats import median
-from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
 from ..telemetry.summary import SummaryInputs, compute_summary
+from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
 from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
 
 FORMAT = "sai-history/1"
@@ -241,14 +242,49 @@ def _interp(ramp: list[tuple[float, float]], t: float) -> float:
     return ramp[-1][1]
 
 
+@dataclass
+class _Clock:
+    """The generated wall clock: batches back to back, a validation phase after each completed epoch."""
+
+    step_s: list[float]
+    wait_frac: float | None
+    val_phases: list[tuple[float, float]]
+    epoch_end: dict[int, float]
+    epoch_steps: dict[int, list[float]]
+    duration: float
+
+
 def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
     """The run's metrics (incl. summary/*) and its duration in seconds."""
     rng = random.Random(f"sai-history:{spec.name}")
     tl = Timeline()
     eff = spec.batch_effective or spec.batch
     bpe = spec.batches_per_epoch or (math.ceil(spec.train_images / eff) if spec.train_images else None)
+    clock = _batches(spec, tl, bpe, rng)
+    mem = _memory(spec, tl, clock)
+    _epochs(spec, tl, clock, mem)
+    m = spec.memory
+    done, val_s = spec.epochs_completed, spec.validation_s
+    maps = [v for v in spec.epochs.get(K.VAL_MAP50, []) if v is not None]
+    maps95 = [v for v in spec.epochs.get(K.VAL_MAP50_95, []) if v is not None]
+    summary = compute_summary(SummaryInputs(
+        step_s=clock.step_s,
+        data_wait_s=[s * clock.wait_frac for s in clock.step_s] if clock.wait_frac is not None else (),
+        batch_size_effective=eff,
+        peak_gib=max((g for _, g in mem), default=None),
+        total_gib=m.total_gib if m else None,
+        map50=maps, map50_95=maps95,
+        epochs_completed=done, epochs_planned=spec.epochs_planned, batches_per_epoch=bpe,
+        val_s=[val_s] * done if val_s is not None and done else [],
+    ))
+    for key, v in summary.items():
+        tl.add(key, v, clock.duration, 0)
+    return tl, summary, clock.duration
+
+
+def _batches(spec: RunSpec, tl: Timeline, bpe: int | None, rng: random.Random) -> _Clock:
+    """The per-batch series and the wall clock they define."""
     done = spec.epochs_completed
-    # per-batch series
     step_s: list[float] = []
     if spec.speed is not None:
         n = spec.speed.batches or (bpe * max(done, 1) if bpe else None)
@@ -260,7 +296,6 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
         step_s = _step_series(spec, n or 0, rng)
     wait_frac = spec.speed.data_wait_fraction if spec.speed else None
     val_s = spec.validation_s or 0.0
-    # wall clock: batches back to back, a validation phase after each completed epoch
     t = 0.0
     val_phases: list[tuple[float, float]] = []
     epoch_end: dict[int, float] = {}
@@ -281,51 +316,59 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
     for ep in range(1, done + 1):  # epochs without per-batch data (speed not given)
         epoch_end.setdefault(ep, max(epoch_end.values(), default=0.0) + 1.0)
     duration = max(t, max(epoch_end.values(), default=0.0))
+    return _Clock(step_s, wait_frac, val_phases, epoch_end, epoch_steps, duration)
 
-    # memory samples
+
+def _memory(spec: RunSpec, tl: Timeline, clock: _Clock) -> list[tuple[float, float]]:
+    """Memory samples (given, or drawn from the ramp with validation peaks), logged with their reference lines."""
     mem: list[tuple[float, float]] = []
     m = spec.memory
-    if m is not None:
-        if m.samples is not None:
-            mem = [(float(a), float(b)) for a, b in m.samples]
-        else:
-            ramp = sorted((float(a), float(b)) for a, b in m.ramp)
-            k, ts = 0, 0.0
-            end = max(duration, ramp[-1][0])
-            if end / m.interval_s > MAX_MEMORY_SAMPLES:
-                raise ImportFailed(f"run {spec.name}: memory.interval_s {m.interval_s:g} over {end:,.0f} s gives "
-                                   f"{end / m.interval_s:,.0f} samples, more than the {MAX_MEMORY_SAMPLES:,} an import "
-                                   "takes; use a longer interval_s")
-            while ts <= end + 1e-9:
-                in_val = any(a <= ts < b for a, b in val_phases)
-                g = m.val_gib if (in_val and m.val_gib is not None) else _interp(ramp, ts)
-                g += m.leak_gib_per_hour * max(0.0, ts - ramp[-1][0]) / 3600.0
-                mem.append((ts, g))
-                k += 1
-                ts = k * m.interval_s
-        limit = memory_limit_fraction() * m.total_gib if m.total_gib else None
-        for i, (ts, g) in enumerate(mem):
-            tl.add(K.MEMORY_USED_GIB, g, ts, i)
-            if limit is not None:  # reference lines at the same steps, so MLflow's own panel draws them
-                tl.add(K.MEMORY_TOTAL_GIB, m.total_gib, ts, i)
-                tl.add(K.MEMORY_LIMIT_GIB, limit, ts, i)
-        per_window = 6
-        for j in range(0, len(mem), per_window):
-            win = mem[j:j + per_window]
-            tl.add(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in win), win[-1][0], j // per_window)
-    # per-epoch metrics
+    if m is None:
+        return mem
+    if m.samples is not None:
+        mem = [(float(a), float(b)) for a, b in m.samples]
+    else:
+        ramp = sorted((float(a), float(b)) for a, b in m.ramp)
+        k, ts = 0, 0.0
+        end = max(clock.duration, ramp[-1][0])
+        if end / m.interval_s > MAX_MEMORY_SAMPLES:
+            raise ImportFailed(f"run {spec.name}: memory.interval_s {m.interval_s:g} over {end:,.0f} s gives "
+                               f"{end / m.interval_s:,.0f} samples, more than the {MAX_MEMORY_SAMPLES:,} an import "
+                               "takes; use a longer interval_s")
+        while ts <= end + 1e-9:
+            in_val = any(a <= ts < b for a, b in clock.val_phases)
+            g = m.val_gib if (in_val and m.val_gib is not None) else _interp(ramp, ts)
+            g += m.leak_gib_per_hour * max(0.0, ts - ramp[-1][0]) / 3600.0
+            mem.append((ts, g))
+            k += 1
+            ts = k * m.interval_s
+    limit = memory_limit_fraction() * m.total_gib if m.total_gib else None
+    for i, (ts, g) in enumerate(mem):
+        tl.add(K.MEMORY_USED_GIB, g, ts, i)
+        if limit is not None:  # reference lines at the same steps, so MLflow's own panel draws them
+            tl.add(K.MEMORY_TOTAL_GIB, m.total_gib, ts, i)
+            tl.add(K.MEMORY_LIMIT_GIB, limit, ts, i)
+    per_window = 6
+    for j in range(0, len(mem), per_window):
+        win = mem[j:j + per_window]
+        tl.add(K.MEMORY_WINDOW_PEAK_GIB, max(g for _, g in win), win[-1][0], j // per_window)
+    return mem
+
+
+def _epochs(spec: RunSpec, tl: Timeline, clock: _Clock, mem: list[tuple[float, float]]) -> None:
+    """The file's per-epoch metrics, and speed, duration and phase peaks per completed epoch."""
     for key, values in spec.epochs.items():
         for ep, v in enumerate(values, start=1):
             if v is not None:
-                tl.add(key, v, epoch_end.get(ep, duration), ep)
+                tl.add(key, v, clock.epoch_end.get(ep, clock.duration), ep)
     prev = 0.0
-    for ep in range(1, done + 1):
-        end_t = epoch_end[ep]
-        if ep in epoch_steps and ep in epoch_end:
-            tl.add(K.EPOCH_STEP_S_MEDIAN, median(epoch_steps[ep]), end_t, ep)
+    for ep in range(1, spec.epochs_completed + 1):
+        end_t = clock.epoch_end[ep]
+        if ep in clock.epoch_steps and ep in clock.epoch_end:
+            tl.add(K.EPOCH_STEP_S_MEDIAN, median(clock.epoch_steps[ep]), end_t, ep)
             tl.add(K.EPOCH_DURATION_S, end_t - prev, end_t, ep)
         if mem:
-            vs, ve = val_phases[ep - 1] if ep - 1 < len(val_phases) else (end_t, end_t)
+            vs, ve = clock.val_phases[ep - 1] if ep - 1 < len(clock.val_phases) else (end_t, end_t)
             train = [g for ts, g in mem if prev <= ts < vs]
             val = [g for ts, g in mem if vs <= ts < ve]
             if train:
@@ -333,22 +376,6 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
             if val:
                 tl.add(K.EPOCH_VAL_PEAK_GIB, max(val), end_t, ep)
         prev = end_t
-
-    maps = [v for v in spec.epochs.get(K.VAL_MAP50, []) if v is not None]
-    maps95 = [v for v in spec.epochs.get(K.VAL_MAP50_95, []) if v is not None]
-    summary = compute_summary(SummaryInputs(
-        step_s=step_s,
-        data_wait_s=[s * wait_frac for s in step_s] if wait_frac is not None else (),
-        batch_size_effective=eff,
-        peak_gib=max((g for _, g in mem), default=None),
-        total_gib=m.total_gib if m else None,
-        map50=maps, map50_95=maps95,
-        epochs_completed=done, epochs_planned=spec.epochs_planned, batches_per_epoch=bpe,
-        val_s=[val_s] * done if spec.validation_s is not None and done else [],
-    ))
-    for key, v in summary.items():
-        tl.add(key, v, duration, 0)
-    return tl, summary, duration
 
 
 def _tags(spec: RunSpec) -> dict[str, str]:
