@@ -48,6 +48,11 @@ class Server:
         self.admin_password = admin_password
         self.extra_args, self.env = tuple(extra_args), dict(env or {})
 
+    def login_uri(self, user: str | None = "admin", password: str | None = None) -> str:
+        """The server's URI with `user:password@` in it (MLflow's client accepts that form); None: no login."""
+        pw = self.admin_password if password is None else password
+        return self.uri.replace("http://", f"http://{user}:{pw}@") if user else self.uri
+
     def _auth_env(self) -> dict[str, str]:
         ini = self.dir / "auth.ini"
         ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{self.dir / 'auth.db'}\n"

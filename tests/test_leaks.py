@@ -7,82 +7,32 @@ accepts), real importer inputs, a real sqlite store. Every place a secret could 
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import MLFLOW, ROOT, free_port, run_cli
+from helpers import ROOT, Server, free_port, run_cli
 
 PW = "S3cr3t-Pw-9b-xyzzy"
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token shape
 
 
-class AuthServer:
-    """MLflow's basic-auth app: admin/PW, everyone else READ; /health needs no login."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def uri(self, user: str | None = "admin", password: str | None = PW) -> str:
-        return f"http://{user}:{password}@{self.host}" if user else f"http://{self.host}"
-
-    def start(self, timeout: float = 120) -> None:
-        ini = self.dir / "auth.ini"
-        ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                       f"database_uri = sqlite:///{self.dir / 'auth.db'}\nadmin_username = admin\n"
-                       f"admin_password = {PW}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-key"}
-        self.proc = subprocess.Popen(
-            [MLFLOW, "server", "--app-name", "basic-auth", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
-             "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(f"http://{self.host}/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("basic-auth server did not start: " + (self.dir / "server.log").read_text()[-2000:])
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            import signal
-
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
-    s = AuthServer(tmp_path_factory.mktemp("auth-server"))
+    s = Server(tmp_path_factory.mktemp("auth-server"), app_name="basic-auth", admin_password=PW)
     s.start()
     yield s
-    s.stop()
+    s.kill()
 
 
-def admin_client(server: AuthServer):
+def admin_client(server: Server):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=server.uri())
+    return MlflowClient(tracking_uri=server.login_uri())
 
 
 def files_under(*roots: Path):
@@ -116,7 +66,7 @@ def run_everything(client, run) -> tuple[dict[str, str], list[Path]]:
 def test_training_with_credentials_in_the_uri_is_tracked_and_leaks_nothing(auth_server, synthetic_data, tmp_path):
     from helpers import smoke_args
 
-    uri = auth_server.uri()
+    uri = auth_server.login_uri()
     env = {"SAI_MLFLOW_SPOOL_KEEP": "1", "YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg")}
     p = run_cli(*smoke_args(tmp_path, synthetic_data, "--set", "epochs=1", "--set", "plots=False"),
                 "--tracking-uri", uri, "--experiment", "leaks", cwd=tmp_path, env=env)
@@ -160,7 +110,7 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
     """401 from a basic-auth server: one `Error:` line, exit 2, the password given never echoed."""
     wrong = "Wr0ng-" + PW
     hist = ROOT / "configs" / "history" / "seed_2024-08.yaml"
-    for uri in (auth_server.uri(password=wrong), auth_server.uri(user=None)):
+    for uri in (auth_server.login_uri(password=wrong), auth_server.login_uri(user=None)):
         args = {"compare-runs": ["compare-runs", "--experiment", "nothing-here"],
                 "promote": ["promote", "0" * 32, "--model", "det", "--dry-run"],
                 "import-history": ["import-history", str(hist)]}[command]
@@ -176,7 +126,7 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
 def test_import_to_a_uri_with_credentials_prints_no_password(auth_server, tmp_path):
     """MLflow's client prints "View run … at: <URI>" on set_terminated, user:password included."""
     p = run_cli("import-history", str(ROOT / "configs" / "history" / "seed_2024-08.yaml"), "--experiment", "imp-http",
-                "--tracking-uri", auth_server.uri(), cwd=tmp_path, timeout=300)
+                "--tracking-uri", auth_server.login_uri(), cwd=tmp_path, timeout=300)
     assert p.returncode == 0, (p.stdout + p.stderr)[-2000:]
     assert p.stdout.count("imported") == 3
     assert_nowhere(PW, {"output": p.stdout + p.stderr})
