@@ -179,8 +179,8 @@ class RunTracker:
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
         }
         self.setup_tags = tags
-        self.publisher.put(Batch(params=params, tags=tags))
-        self.setup_tags = tags
+        # train's preflight findings (`preflight.<code>`): set on the trainer before the run existed
+        self.publisher.put(Batch(params=params, tags={**getattr(trainer, "sai_preflight_tags", {}), **tags}))
         data_yaml = args.get("data")
         self.audit = self.audit or getattr(trainer, "sai_audit", None)  # a preflight may have audited already
         if self.audit is not None:

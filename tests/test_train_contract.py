@@ -51,6 +51,8 @@ def test_every_contract_tag(trained):
     assert tags[K.TAG_MODEL] == "yolov8n.yaml" and tags[K.TAG_IMGSZ] == "64"
     assert tags[K.TAG_RUN_KIND] == "train" and tags[K.TAG_STAGE] == "smoke"
     assert len(tags[K.TAG_DATASET_DIGEST]) == 16
+    # train's preflight findings travel with the run (set before the run existed, published when it opens)
+    assert tags[K.TAG_PREFLIGHT_PREFIX + "memory_forecast"].startswith("info: no forecast")
 
 
 def test_every_resolved_trainer_argument_and_env_and_data_params(trained):

@@ -220,6 +220,7 @@ def _run_training(args: dict, settings, findings, ctx, console):
     from rich.markup import escape
 
     from ..errors import StoreConfigError
+    from ..preflight import findings_as_tags
     from ..trainer import Terminated, TrackedDetectionTrainer
     from ..tracking.settings import environment
 
@@ -230,17 +231,13 @@ def _run_training(args: dict, settings, findings, ctx, console):
             raise UsageError(f"{e}; nothing was trained") from None
         except (FileNotFoundError, ValueError, TypeError, SyntaxError) as e:
             raise UsageError(f"Ultralytics refused the arguments: {e}") from None
-        trainer.sai_audit = getattr(ctx, "audit", None)
-        tracker = trainer.sai_tracker
-        if tracker is not None:
-            from ..preflight import findings_as_tags
-            from ..tracking.sink import Batch
-
-            tracker.publisher.put(Batch(tags=findings_as_tags(findings)))
+        trainer.sai_audit = getattr(ctx, "audit", None)  # both read when the run opens, as training starts
+        trainer.sai_preflight_tags = findings_as_tags(findings)
         try:
             trainer.train()
         except KeyboardInterrupt as e:
             how = f"stopped by {e}" if isinstance(e, Terminated) else "interrupted"
+            tracker = trainer.sai_tracker
             run = tracker.run_id if tracker is not None else ""
             where = f" (spooled locally as {run}: upload it with `sai-mlflow sync`)" if run.startswith("local-") else ""
             console.print(f"[yellow]{how}: the run {run} is marked KILLED{where}[/]" if tracker is not None
