@@ -169,9 +169,8 @@ def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, 
         peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION), best_map50=summary.get(K.SUMMARY_BEST_MAP50),
         eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
         epochs_planned=summary.get(K.SUMMARY_EPOCHS_PLANNED),
-        start_time_s=samples[0][0] / 1000.0 if samples else None,
         map50_last_epoch=max(series) if series else None, map50=series or None,
-        memory_samples=len(samples) or None, memory_last_time_s=samples[-1][0] / 1000.0 if samples else None,
+        memory_samples=len(samples) or None,
         memory_steady=_steady(samples) if samples else None,
     )
 
@@ -233,8 +232,8 @@ def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
             data_wait_fraction=summary.get(K.SUMMARY_DATA_WAIT_FRACTION), peak_gib=summary.get(K.SUMMARY_PEAK_GIB),
             total_gib=summary.get(K.SUMMARY_TOTAL_GIB), peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION),
             eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
-            start_time_s=t0 / 1000.0, map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
-            memory_samples=len(mem) or None, memory_last_time_s=mem[-1][0] / 1000.0 if mem else None,
+            map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
+            memory_samples=len(mem) or None,
             memory_steady=_steady(mem) if mem else None,
         )
         out.append((epoch, (end - t0) / 1000.0, guard.judge(record, val_peak_is_max=val_peak > train_peak)))

@@ -85,7 +85,6 @@ def _one_run_decision(facts: RunFacts, limit_fraction: float):
         map50={i + 1: v for i, v in enumerate(facts.map50)} or None,
         map50_last_epoch=len(facts.map50) or None,
         memory_samples=len(facts.memory) or None,
-        memory_last_time_s=facts.memory[-1][0] if facts.memory else None,
         memory_steady=facts.memory[len(facts.memory) // 2:] or None,
     )
     policy = make_policy({**load_policy().as_dict(), "max_memory_fraction": limit_fraction})

@@ -159,10 +159,10 @@ def test_postgres_uri_train_import_compare_promote_and_sync_after_a_restart(pg, 
         raise AssertionError("compare-runs left the SQL fast path")
 
     sql_calls = []
-    real = loader._sql_windows
-    monkeypatch.setattr(loader, "map50_histories", no_fallback)
-    monkeypatch.setattr(loader, "sampled_history", no_fallback)
-    monkeypatch.setattr(loader, "_sql_windows", lambda *a, **k: sql_calls.append(a[1]) or real(*a, **k))
+    real = loader._sql_series
+    monkeypatch.setattr(loader, "_rest_series", no_fallback)
+    monkeypatch.setattr(loader, "_public_series", no_fallback)
+    monkeypatch.setattr(loader, "_sql_series", lambda *a, **k: sql_calls.append(a[1]) or real(*a, **k))
     records = loader.load_records(client, experiment="seed", policy=load_policy(None), progress=False)
     assert len(records) == 3 and sql_calls and any(r.memory_steady for r in records)
     monkeypatch.undo()
