@@ -17,7 +17,7 @@ from .log import warn
 from .redact import redacted_yaml_copy
 from .telemetry.clock import BatchClock
 from .telemetry.epoch import EpochInputs, epoch_metrics
-from .telemetry.memory import sampler_for, torch_peaks_gib
+from .telemetry.memory import memory_points, sampler_for, torch_peaks_gib
 from .telemetry.monitor import MemoryMonitor
 from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
@@ -59,7 +59,6 @@ class RunTracker:
         self.audit = getattr(trainer, "sai_audit", None)
         self._batch_cursor = 0
         self._mem_cursor = 0
-        self.setup_tags: dict[str, str] = {}
         self.guard = self._make_guard()
         self.window_index = 0
         self._window_cursor = 0
@@ -126,13 +125,9 @@ class RunTracker:
         samples = self.monitor.samples
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
-        pts = [(K.MEMORY_USED_GIB, gib, ts, self.mem_offset + start + i) for i, (ts, gib) in enumerate(samples[start:n])]
         total = self.monitor.sampler.total_gib
-        if total:  # reference lines at the same steps: MLflow's own memory panel then shows the limit
-            for i, (ts, _) in enumerate(samples[start:n]):
-                pts.append((K.MEMORY_TOTAL_GIB, total, ts, self.mem_offset + start + i))
-                pts.append((K.MEMORY_LIMIT_GIB, total * self.limit_fraction, ts, self.mem_offset + start + i))
-        return Batch(metrics=pts)
+        return Batch(metrics=[p for i, (ts, gib) in enumerate(samples[start:n])
+                              for p in memory_points(gib, total, self.limit_fraction, ts, self.mem_offset + start + i)])
 
     def _collect_memory_window(self) -> Batch:
         """Once per publish window (5 s), not per spool write: the window's highest sample."""

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import keys as K
 from ..compare.policy import memory_limit_fraction
 from ..redact import redact_mapping
+from ..telemetry.memory import memory_points
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
 from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
@@ -342,12 +343,10 @@ def _memory(spec: RunSpec, tl: Timeline, clock: _Clock) -> list[tuple[float, flo
             mem.append((ts, g))
             k += 1
             ts = k * m.interval_s
-    limit = memory_limit_fraction() * m.total_gib if m.total_gib else None
+    fraction = memory_limit_fraction()
     for i, (ts, g) in enumerate(mem):
-        tl.add(K.MEMORY_USED_GIB, g, ts, i)
-        if limit is not None:  # reference lines at the same steps, so MLflow's own panel draws them
-            tl.add(K.MEMORY_TOTAL_GIB, m.total_gib, ts, i)
-            tl.add(K.MEMORY_LIMIT_GIB, limit, ts, i)
+        for point in memory_points(g, m.total_gib, fraction, ts, i):
+            tl.add(*point)
     per_window = 6
     for j in range(0, len(mem), per_window):
         win = mem[j:j + per_window]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from .. import keys as K
 from ..keys import GIB
 
 
@@ -104,3 +105,12 @@ def torch_peaks_gib(device) -> tuple[float, float] | None:
     allocated = torch.cuda.max_memory_allocated(device) / GIB
     torch.cuda.reset_peak_memory_stats(device)
     return reserved, allocated
+
+
+def memory_points(used_gib: float, total_gib: float | None, limit_fraction: float, ts, step: int) -> list[tuple]:
+    """One memory sample as contract points: used, plus the device total and the policy's limit at the same
+    step (when the total is known), so MLflow's own memory panel draws the limit line beside the curve."""
+    pts = [(K.MEMORY_USED_GIB, used_gib, ts, step)]
+    if total_gib:
+        pts += [(K.MEMORY_TOTAL_GIB, total_gib, ts, step), (K.MEMORY_LIMIT_GIB, total_gib * limit_fraction, ts, step)]
+    return pts
