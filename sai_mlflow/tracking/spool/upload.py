@@ -1,4 +1,5 @@
-"""Sending spool records to MLflow: the REST uploader, what a refusal means, and draining from the watermark.
+"""Replaying spool records through the tracking backend's run writer: what a refusal means, and draining
+from the watermark. The writer (backend/, `RunWriter`) does the store's side; this file knows only records.
 
 Idempotence: a request the store took but whose answer was lost is sent again; MLflow's SQL stores
 key a metric on (run, key, timestamp, step, value), so the resend adds nothing, and params/tags
@@ -7,78 +8,16 @@ with the same value are no-ops. `sync` therefore never duplicates a point.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
+from ...backend.mlflow_write import RunWriter as Uploader
+from ...backend.mlflow_write import http_status
 from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from .format import Spool
 
-
-class Uploader:
-    """Sends spool records to MLflow; over HTTP with no client-side retries (the caller backs off)."""
-
-    def __init__(self, client, run_id: str, timeout_s: float = 10.0) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.timeout_s = timeout_s
-        self.http = str(client.tracking_uri).startswith(("http://", "https://"))
-        self.missing: list[str] = []  # artifact files gone from disk before they were uploaded
-
-    def _post(self, endpoint: str, body: dict) -> None:
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
-        creds = self.client._tracking_client.store.get_host_creds()
-        resp = http_request(creds, endpoint, "POST", max_retries=0, backoff_factor=0,
-                            timeout=self.timeout_s, json=body)
-        verify_rest_response(resp, endpoint)
-
-    def log_batch(self, metrics: list, params: dict, tags: dict) -> None:
-        if self.http:
-            self._post("/api/2.0/mlflow/runs/log-batch", {
-                "run_id": self.run_id,
-                "metrics": [{"key": k, "value": _json_float(v), "timestamp": ts, "step": s} for k, v, ts, s in metrics],
-                "params": [{"key": k, "value": v} for k, v in params.items()],
-                "tags": [{"key": k, "value": v} for k, v in tags.items()],
-            })
-            return
-        from mlflow.entities import Metric, Param, RunTag
-
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in metrics],
-                              params=[Param(k, v) for k, v in params.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
-
-    def probe(self) -> None:
-        from ..store import probe
-
-        probe(self.client.tracking_uri, timeout_s=min(3.0, self.timeout_s))
-
-    def log_artifact(self, path: str, artifact_path: str | None) -> None:
-        self.probe()  # the artifact client retries for minutes: only start when the server answers
-        self.client.log_artifact(self.run_id, path, artifact_path)
-
-    def log_model(self, path: str, names: dict, imgsz: int) -> None:
-        from ...model import log_detector_model
-
-        self.probe()
-        log_detector_model(self.client, self.run_id, path, names, imgsz)
-
-    def terminate(self, status: str, end_ms: int | None) -> None:
-        if self.http:
-            body = {"run_id": self.run_id, "run_uuid": self.run_id, "status": status}
-            if end_ms:
-                body["end_time"] = int(end_ms)
-            self._post("/api/2.0/mlflow/runs/update", body)
-        else:
-            self.client.set_terminated(self.run_id, status, end_time=end_ms)
-
-
-def _json_float(v: float):
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "Infinity" if v > 0 else "-Infinity"
-    return v
+__all__ = ["CONTENT_STATUS", "StoreRefused", "Uploader", "drain", "http_status", "is_content_rejection",
+           "refusal_reason", "upload_step"]
 
 
 class StoreRefused(Exception):
@@ -88,19 +27,6 @@ class StoreRefused(Exception):
 
 _ACTIVE_STATE = "must be in the 'active' state"
 CONTENT_STATUS = (400, 413, 422)  # bad request, too large, unprocessable: about the items sent
-
-
-def http_status(e: BaseException) -> int | None:
-    try:
-        from mlflow.exceptions import MlflowException
-    except Exception:
-        return None
-    if not isinstance(e, MlflowException):
-        return None
-    try:
-        return int(e.get_http_status_code())
-    except Exception:
-        return None
 
 
 def refusal_reason(e: BaseException, run_id: str = "") -> str | None:
