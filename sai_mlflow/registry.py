@@ -24,7 +24,6 @@ as its previous holder, the version the first one just promoted.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import random
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import keys as K
+from .backend import is_store_error
 from .telemetry.stats import finite
 from .tracking.mlflow_errors import is_already_exists, is_not_found
 
@@ -138,11 +138,11 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 
 def get_run(client, run_id: str):
-    from mlflow.exceptions import MlflowException
-
     try:
         return client.get_run(run_id)
-    except MlflowException as e:
+    except Exception as e:
+        if not is_store_error(e):
+            raise
         if is_not_found(e):
             raise PromotionError(f"unknown run id '{run_id}' in {client.tracking_uri}") from None
         raise PromotionError(f"cannot read run '{run_id}': {getattr(e, 'message', e)}") from None
@@ -150,12 +150,10 @@ def get_run(client, run_id: str):
 
 def current_holder(client, model_name: str, alias: str):
     """The ModelVersion holding `alias`, or None (no such model, or alias unset)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         rm = client.get_registered_model(model_name)
-    except MlflowException as e:
-        if is_not_found(e):
+    except Exception as e:
+        if is_store_error(e) and is_not_found(e):
             return None
         raise
     version = (rm.aliases or {}).get(alias)
@@ -257,8 +255,7 @@ def _check_names(model_name: str, alias: str) -> None:
     """Refuse a bad model name or alias before any write, with MLflow's own rules, naming the user's model."""
     import re
 
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_name
+    from .backend.mlflow_registry import name_problem
 
     if not model_name or not model_name.strip():
         raise PromotionError("--model needs a registered model name")
@@ -266,14 +263,11 @@ def _check_names(model_name: str, alias: str) -> None:
         raise PromotionError(f"model names containing '{LOCK_INFIX}' are reserved for promotion locks")
     if not alias or re.fullmatch(r"[vV]\d+", alias) or alias.lower() == "latest":
         raise PromotionError(f"alias '{alias}' is reserved by MLflow (v<number>, latest); pick another")
-    try:
-        _validate_model_name(model_name)
-    except MlflowException as e:
-        raise PromotionError(f"--model '{model_name}': {e.message}") from None
-    try:
-        _validate_model_alias_name(alias)
-    except MlflowException as e:
-        raise PromotionError(f"--alias '{alias[:80]}{'…' if len(alias) > 80 else ''}': {e.message}") from None
+    problem = name_problem(model_name, alias)
+    if problem and problem[0] == "model":
+        raise PromotionError(f"--model '{model_name}': {problem[1]}")
+    if problem:
+        raise PromotionError(f"--alias '{alias[:80]}{'…' if len(alias) > 80 else ''}': {problem[1]}")
     if len(lock_name(model_name, alias)) > MAX_NAME_CHARS:
         raise PromotionError(f"--model '{model_name[:80]}' with --alias '{alias[:80]}' is too long: together they "
                              f"must stay under {MAX_NAME_CHARS - len(LOCK_INFIX)} characters")
@@ -289,8 +283,6 @@ def lock_name(model_name: str, alias: str) -> str:
 def promotion_lock(client, model_name: str, alias: str, wait_s: float = LOCK_WAIT_S,
                    ttl_s: float = LOCK_TTL_S) -> Iterator[None]:
     """Hold the `model@alias` promotion lock: an atomically created registered model (see module doc)."""
-    from mlflow.exceptions import MlflowException
-
     name = lock_name(model_name, alias)
     deadline = time.monotonic() + wait_s
     owner = f"{_who()} pid {os.getpid()} at {_now()}"
@@ -299,8 +291,8 @@ def promotion_lock(client, model_name: str, alias: str, wait_s: float = LOCK_WAI
             client.create_registered_model(name, tags={"sai.lock.owner": owner},
                                            description="sai-mlflow promotion lock; deleted when the promotion ends")
             break
-        except MlflowException as e:
-            if not is_already_exists(e):
+        except Exception as e:
+            if not (is_store_error(e) and is_already_exists(e)):
                 raise
         try:  # held: break it if its owner died long ago
             rm = client.get_registered_model(name)
@@ -308,7 +300,9 @@ def promotion_lock(client, model_name: str, alias: str, wait_s: float = LOCK_WAI
             if age_s > ttl_s:
                 client.delete_registered_model(name)
                 continue
-        except MlflowException:
+        except Exception as e:
+            if not is_store_error(e):
+                raise
             continue  # released between our attempts
         if time.monotonic() > deadline:
             raise LockTimeout(f"another promotion of {model_name}@{alias} holds the lock "
@@ -320,8 +314,9 @@ def promotion_lock(client, model_name: str, alias: str, wait_s: float = LOCK_WAI
     finally:
         try:
             client.delete_registered_model(name)
-        except MlflowException:
-            pass
+        except Exception as e:
+            if not is_store_error(e):
+                raise
 
 
 def _race_pause() -> None:
@@ -336,25 +331,11 @@ def _race_pause() -> None:
 # --- promote / rollback ----------------------------------------------------------------------------
 
 def _ensure_registered_model(client, model_name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
     try:
         client.create_registered_model(model_name, description="registered by sai-mlflow promote")
-    except MlflowException as e:
-        if not is_already_exists(e):
+    except Exception as e:
+        if not (is_store_error(e) and is_already_exists(e)):
             raise
-
-
-def _link_logged_model(client, model_id: str, model_name: str, version: str) -> None:
-    """Best effort, as mlflow.register_model does: the logged model lists its registered versions (UI link)."""
-    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
-
-    try:
-        existing = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
-        value = (json.loads(existing) if existing else []) + [{"name": model_name, "version": version}]
-        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(value)})
-    except Exception:
-        pass
 
 
 def gate_table_md(gates: list[Gate]) -> str:
@@ -429,7 +410,9 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
             _undo_version(client, model_name, str(mv.version), alias, e)
             raise
         if model_id:
-            _link_logged_model(client, model_id, model_name, str(mv.version))
+            from .backend.mlflow_registry import link_logged_model
+
+            link_logged_model(client, model_id, model_name, str(mv.version))
         return Outcome("forced" if not ev.passed else "promoted", ev, version=str(mv.version),
                        previous_version=ev.holder.version if ev.holder else None, time=now)
 
@@ -446,8 +429,6 @@ def _undo_version(client, model_name: str, version: str, alias: str, error: Exce
 
 def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> Outcome:
     """Move `alias` back to the version that held it before the current holder's promotion."""
-    from mlflow.exceptions import MlflowException
-
     _check_names(model_name, alias)
 
     def target():
@@ -460,7 +441,9 @@ def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> O
                                  f"({TAG_PREVIOUS_VERSION}): nothing to roll back to")
         try:
             client.get_model_version(model_name, prev)
-        except MlflowException:
+        except Exception as e:
+            if not is_store_error(e):
+                raise
             raise PromotionError(f"the previous holder v{prev} of {model_name}@{alias} no longer exists") from None
         return str(mv.version), prev
 

@@ -77,10 +77,10 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     min_improvement; same dataset_digest as the holder; batch_size_effective == batch_size; peak memory
     fraction within the policy. Exit 0 promoted, 1 a gate failed (nothing written), 2 bad input.
     """
-    from mlflow.exceptions import MlflowException
     from rich.console import Console
 
     from .. import registry
+    from ..backend import is_store_error
     from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import config_error, make_client, resolve_tracking_uri
     from ..ui_links import model_version_url, ui_base
@@ -108,7 +108,9 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
             outcome_model = None
     except registry.PromotionError as e:
         raise UsageError(str(e)) from None
-    except MlflowException as e:
+    except Exception as e:
+        if not is_store_error(e):
+            raise
         refused = config_error(e, uri, f"registering a version of '{model_name}' or moving @{alias}")
         if refused is not None:
             raise UsageError(f"{refused}; nothing was written") from None

@@ -13,19 +13,8 @@ from __future__ import annotations
 import threading
 import time
 
+from ..backend.mlflow_system import mlflow_collectors
 from ..keys import SYSTEM_METRICS_PREFIX
-
-
-def mlflow_collectors() -> list:
-    """MLflow's default monitors: CPU/RAM, disk, network, and NVIDIA/AMD GPU when present."""
-    from mlflow.system_metrics.metrics.cpu_monitor import CPUMonitor
-    from mlflow.system_metrics.metrics.disk_monitor import DiskMonitor
-    from mlflow.system_metrics.metrics.network_monitor import NetworkMonitor
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
-    monitors = [CPUMonitor(), DiskMonitor(), NetworkMonitor()]
-    gpu = SystemMetricsMonitor._initialize_gpu_monitor(None)  # uses no instance state
-    return monitors + ([gpu] if gpu is not None else [])
 
 
 class SystemSampler:

@@ -1,5 +1,6 @@
-"""Which MLflow run a training process records into: a new one, an attached one (DDP worker,
-`--resume`), or a local one spooled until the store is back (`sai-mlflow sync` creates it).
+"""Which run a training process records into: a new one, an attached one (DDP worker, `--resume`), or a
+local one spooled until the store is back (`sai-mlflow sync` creates it). The store is reached through the
+tracking backend (backend/): this file decides, the backend does.
 
 The run id is written to `weights/mlflow_run_id.txt`, so `--resume PATH/last.pt` continues the same run.
 """
@@ -10,25 +11,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import keys as K
+from ..backend import TrackingBackend, backend_for
 from ..log import warn
 from .settings import TrackingSettings
 from .sink import Sink
 from .context import source_tags
 from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
-from .store import config_error, get_or_create_experiment, make_client
+from .store import config_error
 
 
 @dataclass
 class OpenedRun:
     run_id: str
     sink: Sink
-    client: object | None = None  # None: offline (spooled under a local id)
+    client: object | None = None  # the store's own client (backend.client); None: offline (spooled under a local id)
     resumed: bool = False
     existing_params: dict[str, str] = field(default_factory=dict)
     # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample,
     # window, system-metrics sample.
     next_steps: tuple[int, int, int, int] = (0, 0, 0, 0)
     experiment_id: str = ""  # for the printed link into the UI; empty offline
+    backend: TrackingBackend | None = None  # None: offline
 
 
 def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
@@ -48,15 +51,15 @@ def open_run(trainer, settings: TrackingSettings) -> OpenedRun:
 def _create(trainer, s: TrackingSettings) -> OpenedRun:
     tags = source_tags({K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage})
     try:
-        client = make_client(s.tracking_uri)
-        exp_id = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
-        run_id = client.create_run(exp_id, run_name=s.run_name or trainer.args.name, tags=tags).info.run_id
+        backend = backend_for(s.tracking_uri)
+        run = backend.create_run(s.experiment, s.run_name or trainer.args.name, tags, s.artifact_location or None)
     except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
         refused = config_error(e, s.tracking_uri, f"creating runs in experiment '{s.experiment}'")
         if refused is not None:  # a misconfiguration (bad URI, login, permission) is refused, not spooled
             raise refused from None
         return _offline(trainer, s, tags, e)
-    return OpenedRun(run_id, _spooling_sink(client, run_id, s), client, experiment_id=exp_id)
+    return OpenedRun(run.run_id, _spooling_sink(backend, run.run_id, s), backend.client,
+                     experiment_id=run.experiment_id, backend=backend)
 
 
 def _offline(trainer, s: TrackingSettings, tags: dict, error: Exception) -> OpenedRun:
@@ -86,39 +89,36 @@ def _synced_run_of(local_id: str, s: TrackingSettings) -> str:
             raise RuntimeError(f"run {local_id} trained offline and its spool could not be synced ({res.message})")
         warn(f"sai_mlflow: run {local_id} (trained offline) was synced as run {res.run_id}; resuming it")
         return res.run_id
-    client = make_client(s.tracking_uri)
-    found = client.search_runs([get_or_create_experiment(client, s.experiment)], max_results=1,
-                               filter_string=f"tags.`{K.TAG_LOCAL_RUN_ID}` = '{local_id}'")
+    found = backend_for(s.tracking_uri).find_run(s.experiment, K.TAG_LOCAL_RUN_ID, local_id)
     if not found:
         raise RuntimeError(f"run {local_id} trained offline and was never synced to {s.tracking_uri}: "
                            "run `sai-mlflow sync` (or pass the store it was synced to with --tracking-uri)")
-    return found[0].info.run_id
+    return found
 
 
 def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
     """DDP worker or --resume: the run must be reachable; a resumed run's steps continue from the store."""
-    client = make_client(s.tracking_uri)
-    run = client.get_run(run_id)  # fails loudly on a wrong id: caught by the caller
-    opened = OpenedRun(run_id, _spooling_sink(client, run_id, s), client, resumed=bool(trainer.args.resume),
-                       existing_params=dict(run.data.params), experiment_id=run.info.experiment_id)
+    backend = backend_for(s.tracking_uri)
+    run = backend.get_run(run_id)
+    if run is None:  # a wrong id fails loudly: caught by the caller
+        raise RuntimeError(f"run {run_id} does not exist in {s.tracking_uri}")
+    opened = OpenedRun(run_id, _spooling_sink(backend, run_id, s), backend.client, resumed=bool(trainer.args.resume),
+                       existing_params=run.params, experiment_id=run.experiment_id, backend=backend)
     if opened.resumed:
         opened.sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
-        opened.next_steps = _next_steps(client, run_id)
-    if run.info.status != "RUNNING":
-        client.update_run(run_id, status="RUNNING")
+        opened.next_steps = backend.next_steps(run_id, RESUMED_SERIES)
+    if run.status != "RUNNING":
+        backend.reopen(run_id)
     return opened
 
 
-def _spooling_sink(client, run_id: str, s: TrackingSettings) -> SpoolingSink:
+# where a resumed run's series go on: batch, memory sample, window, system-metrics sample
+RESUMED_SERIES = (K.BATCH_STEP_S, K.MEMORY_USED_GIB, K.MEMORY_WINDOW_PEAK_GIB,
+                  K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage")
+
+
+def _spooling_sink(backend: TrackingBackend, run_id: str, s: TrackingSettings) -> SpoolingSink:
     """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
-    return SpoolingSink(client, run_id, report=warn, upload_interval_s=s.publish_interval_s,
+    return SpoolingSink(backend, run_id, report=warn, upload_interval_s=s.publish_interval_s,
                         drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
                         meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
-
-
-def _next_steps(client, run_id: str) -> tuple[int, int, int, int]:
-    def next_step(key: str) -> int:
-        return max((m.step for m in client.get_metric_history(run_id, key)), default=-1) + 1
-
-    return (next_step(K.BATCH_STEP_S), next_step(K.MEMORY_USED_GIB), next_step(K.MEMORY_WINDOW_PEAK_GIB),
-            next_step(K.SYSTEM_METRICS_PREFIX + "cpu_utilization_percentage"))

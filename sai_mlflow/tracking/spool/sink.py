@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ... import keys as K
+from ...backend import writer_for
 from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from ..sink import Batch
 from .format import KEEP_ENV, Spool, spool_root, summarize
-from .upload import StoreRefused, Uploader, upload_step
+from .upload import StoreRefused, upload_step
 from .values import MAX_TAG_CHARS, _text, clean_batch
 
 KEY_NOTE_TAG = K.TAG_NOTE_KEYS_MAPPED
@@ -26,8 +27,8 @@ Reporter = Callable[[str], None]
 class SpoolingSink:
     """Sink protocol: write() appends to the spool (fast, never waits on the network); a thread uploads.
 
-    `client` None means offline: nothing is uploaded in this process; `sai-mlflow sync` creates the
-    run (from meta.json) and uploads later.
+    `client`: the tracking backend (backend/; an MLflow client is taken too); None means offline: nothing is
+    uploaded in this process, `sai-mlflow sync` creates the run (from meta.json) and uploads later.
     """
 
     def __init__(self, client, run_id: str, root: str | Path | None = None, meta: dict | None = None,
@@ -61,7 +62,7 @@ class SpoolingSink:
         self.failures = 0
         self.busy_s = 0.0  # time inside successful uploads (for the upload rate)
         self._idle = threading.Condition()
-        self._up = Uploader(client, run_id) if client is not None else None
+        self._up = writer_for(client, run_id) if client is not None else None
         self._thread = None
         if self._up is not None:
             self._thread = threading.Thread(target=self._run, name="sai-spool-upload", daemon=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from ... import keys as K
 from ...errors import StoreConfigError
 from .format import KEEP_ENV, Spool, summarize
-from .upload import StoreRefused, Uploader, http_status, drain, refusal_reason
+from .upload import StoreRefused, drain, refusal_reason
 
 LOCAL_ID_TAG = K.TAG_LOCAL_RUN_ID
 
@@ -27,20 +27,18 @@ class SyncResult:
     missing: list[str] = field(default_factory=list)  # artifact files gone before they were uploaded
 
 
-def _find(client, run_id: str):
+def _find(backend, run_id: str):
     """The run in this store, or None when the store has no such run; other failures raise."""
     try:
-        return client.get_run(run_id)
+        return backend.get_run(run_id)
     except Exception as e:
-        if http_status(e) == 404:
-            return None
         reason = refusal_reason(e, run_id)
         if reason:
             raise StoreRefused(reason) from e
         raise
 
 
-def _ensure_run(client, spool: Spool, meta: dict) -> tuple[str, bool]:
+def _ensure_run(backend, spool: Spool, meta: dict) -> tuple[str, bool]:
     """The run this spool uploads into, in this store: the one it is bound to, its own MLflow run, the one
     an earlier sync created (found by tag), or a new one. Returns (run id, created).
 
@@ -51,29 +49,25 @@ def _ensure_run(client, spool: Spool, meta: dict) -> tuple[str, bool]:
     current = spool.bound_run_id()
     run_id = None
     for candidate in dict.fromkeys(x for x in (current, None if spool.local else spool.run_id) if x):
-        run = _find(client, candidate)
+        run = _find(backend, candidate)
         if run is None:
             continue
-        if run.info.lifecycle_stage == "deleted":
+        if run.deleted:
             raise StoreRefused(f"run {candidate} is deleted in the store; restore it "
                                f"(`mlflow runs restore --run-id {candidate}`) and sync again; nothing was uploaded")
         run_id = candidate
         break
     created = False
     if run_id is None:
-        from ..store import get_or_create_experiment, resolve_experiment
+        from ..store import resolve_experiment
 
-        exp_id = get_or_create_experiment(client, meta.get("experiment") or resolve_experiment(),
-                                          meta.get("artifact_location") or None)
-        found = client.search_runs([exp_id], filter_string=f"tags.`{LOCAL_ID_TAG}` = '{spool.run_id}'",
-                                   max_results=1)
-        if found:
-            run_id = found[0].info.run_id
-        else:
+        experiment = meta.get("experiment") or resolve_experiment()
+        run_id = backend.find_run(experiment, LOCAL_ID_TAG, spool.run_id)
+        if run_id is None:
             tags = {**(meta.get("tags") or {}), LOCAL_ID_TAG: spool.run_id}
-            run = client.create_run(exp_id, start_time=meta.get("created_ms"), tags=tags,
-                                    run_name=meta.get("run_name") or None)
-            run_id, created = run.info.run_id, True
+            run_id = backend.create_run(experiment, meta.get("run_name") or None, tags,
+                                        meta.get("artifact_location") or None, start_ms=meta.get("created_ms")).run_id
+            created = True
     if run_id != current:
         spool.set_watermark(0)
         spool.bind(run_id)
@@ -109,19 +103,20 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             res.state = "dry-run"
             return res
         meta = spool.meta()
-        from ..store import make_client, resolve_tracking_uri, with_credentials
+        from ...backend import backend_for
+        from ..store import resolve_tracking_uri, with_credentials
 
         # meta.json holds the URI without its password: MLFLOW_TRACKING_URI (or PGPASSWORD) supplies it
         uri = tracking_uri or with_credentials(meta.get("tracking_uri") or "") or resolve_tracking_uri()
-        client = make_client(uri)
-        res.run_id, res.created = _ensure_run(client, spool, meta)
+        backend = backend_for(uri)
+        res.run_id, res.created = _ensure_run(backend, spool, meta)
         if spool.local:
             _point_run_file(meta.get("run_id_file"), spool.run_id, res.run_id)
         spool.open_for_append()  # drops a torn tail
         if pend.status is None:  # no terminal record: the process died (SIGKILL, OOM, power)
             end_ms = pend.last_ts_ms or int(spool.log.stat().st_mtime * 1000)
             spool.append({"t": "s", "status": "KILLED", "end_ms": end_ms, "by": "sync"})
-        up = Uploader(client, res.run_id)
+        up = backend.writer(res.run_id)
         res.uploaded_metrics = drain(spool, up)
         res.missing = up.missing
         res.state = "synced"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ...backend.mlflow_write import RunWriter as Uploader
-from ...backend.mlflow_write import http_status
+from ...backend import http_status
+from ...backend import writer_for as Uploader  # Uploader(backend or client, run_id): the run's RunWriter
 from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from .format import Spool
 

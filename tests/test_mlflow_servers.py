@@ -1,0 +1,106 @@
+"""The whole loop against real MLflow servers of both lines: 2.22 (from its own cached virtualenv, no logged
+models) and this environment's 3.x. Train, compare-runs, promote, a second promote, rollback, and a run trained
+while the server was down, synced after it is back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import Server, run_cli, smoke_args
+from mlflow_venv import VersionServer, server_python
+
+pytestmark = pytest.mark.slow
+
+HTML = ("<!doctype", "<html")
+
+
+@pytest.fixture(params=["2.22.5", "3.x"])
+def server(request, tmp_path):
+    if request.param == "3.x":
+        srv = Server(tmp_path / "server-dir")
+    else:
+        srv = VersionServer(tmp_path / "server-dir", server_python(request.param))
+    srv.dir.mkdir()
+    srv.start()
+    srv.line = request.param
+    yield srv
+    srv.kill()
+
+
+def _train(tmp_path, data, uri, name, env=None):
+    r = run_cli(*smoke_args(tmp_path, data, "--set", f"name={name}", "--tracking-uri", uri,
+                            "--experiment", "servers"), cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert not any(h in out.lower() for h in HTML), out[-3000:]
+    return out
+
+
+def _run_id(out: str) -> str:
+    line = next(x for x in out.splitlines() if x.startswith("run ") and " in experiment " in x)
+    return line.split()[1]
+
+
+def test_train_compare_promote_rollback(server, tmp_path, synthetic_data):
+    from mlflow import MlflowClient
+
+    out_a = _train(tmp_path, synthetic_data, server.uri, "a")
+    out_b = _train(tmp_path, synthetic_data, server.uri, "b")
+    notes = [x for x in (out_a + out_b).splitlines() if "has no logged models" in x]
+    if server.line.startswith("2."):  # said once per process, in one line naming the server's version
+        assert len(notes) == 2 and all(f"MLflow {server.line}" in x for x in notes), notes
+    else:
+        assert notes == []
+    run_a, run_b = _run_id(out_a), _run_id(out_b)
+    client = MlflowClient(server.uri)
+    for run_id in (run_a, run_b):
+        from mlflow.artifacts import list_artifacts
+
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED"
+        files = {f.path for f in list_artifacts(artifact_uri=run.info.artifact_uri + "/model",
+                                                tracking_uri=server.uri)}
+        if server.line.startswith("2."):
+            assert "model/MLmodel" in files, files
+        else:
+            assert [o.model_id for o in run.outputs.model_outputs], run.outputs
+
+    r = run_cli("compare-runs", run_a, run_b, "--format", "json", "--tracking-uri", server.uri, cwd=tmp_path)
+    assert r.returncode in (0, 1), r.stderr[-2000:]
+    verdict = json.loads(r.stdout)
+    assert {x["run_id"] for x in verdict["runs"]} == {run_a, run_b}
+
+    r = run_cli("promote", run_a, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = run_cli("promote", run_b, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert not any(h in (r.stdout + r.stderr).lower() for h in HTML)
+    mv = client.get_model_version_by_alias("det", "champion")
+    assert (mv.version, mv.run_id, mv.tags.get("sai.previous_version")) == ("2", run_b, "1"), mv.tags
+    if server.line.startswith("2."):
+        assert mv.source.endswith(f"{run_b}/artifacts/model"), mv.source
+
+    r = run_cli("promote", "--rollback", "--model", "det", "--tracking-uri", server.uri, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert client.get_model_version_by_alias("det", "champion").version == "1"
+
+
+def test_sync_after_an_outage(server, tmp_path, synthetic_data):
+    """Trained while the server was down: spooled offline; after it is back, `sync` creates the run and its model."""
+    from mlflow import MlflowClient
+
+    uri = server.uri
+    server.kill()
+    spool = tmp_path / "spool"
+    out = _train(tmp_path, synthetic_data, uri, "offline", env={"SAI_MLFLOW_SPOOL_DIR": str(spool)})
+    assert "spooled locally" in out, out[-2000:]
+    server.start()
+    r = run_cli("sync", "--spool-dir", str(spool), "--tracking-uri", uri, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("servers").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    r = run_cli("promote", runs[0].info.run_id, "--model", "det", "--force", "--tracking-uri", uri, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert client.get_model_version_by_alias("det", "champion").run_id == runs[0].info.run_id
