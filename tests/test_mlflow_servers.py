@@ -15,6 +15,14 @@ pytestmark = pytest.mark.slow
 HTML = ("<!doctype", "<html")
 
 
+def _warm(uri: str) -> None:
+    """One read with MLflow's patient client: a freshly started server's first answer can take seconds under load,
+    longer than the short check the commands make."""
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).search_experiments(max_results=1)
+
+
 @pytest.fixture(params=["2.22.5", "3.x"])
 def server(request, tmp_path):
     if request.param == "3.x":
@@ -23,6 +31,7 @@ def server(request, tmp_path):
         srv = VersionServer(tmp_path / "server-dir", server_python(request.param))
     srv.dir.mkdir()
     srv.start()
+    _warm(srv.uri)
     srv.line = request.param
     yield srv
     srv.kill()
@@ -96,6 +105,7 @@ def test_sync_after_an_outage(server, tmp_path, synthetic_data):
     out = _train(tmp_path, synthetic_data, uri, "offline", env={"SAI_MLFLOW_SPOOL_DIR": str(spool)})
     assert "spooled locally" in out, out[-2000:]
     server.start()
+    _warm(uri)
     r = run_cli("sync", "--spool-dir", str(spool), "--tracking-uri", uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     client = MlflowClient(uri)

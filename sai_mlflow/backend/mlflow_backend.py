@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import RunRef
+from .interface import RunRef
 from .mlflow_write import RunWriter, http_status
 
 
@@ -14,7 +14,7 @@ class MlflowBackend:
         self.client = client if client is not None else make_client(uri)
 
     @classmethod
-    def of(cls, client) -> "MlflowBackend":
+    def of(cls, client) -> MlflowBackend:
         """Around an MlflowClient that already exists."""
         return cls(str(client.tracking_uri), client)
 

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from . import GuardedCommand, UsageError, store_refusals
+from .boundary import GuardedCommand, UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from . import UsageError
+from .boundary import UsageError
 
 # Direct flags: the common arguments without writing a config (they override the config's values).
 _FLAG_KEYS = ("data", "batch", "imgsz", "cache", "workers", "device", "model", "resume")

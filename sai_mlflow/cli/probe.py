@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import UsageError
+from .boundary import UsageError
 from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy
 
 

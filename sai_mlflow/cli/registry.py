@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import UsageError, store_refusals
+from .boundary import UsageError, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import UsageError
+from .boundary import UsageError
 
 
 @click.command("sync", context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..redact import redact_text
-from . import UsageError
+from .boundary import UsageError
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = REPO_CONFIGS / "cpu_smoke.yaml"

@@ -11,12 +11,12 @@ backoff, and recovery is reported once too.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
 
 from ..redact import redact_mapping
+from .backoff import Backoff
 from .sink import Batch, Sink
 
 Collector = Callable[[], Batch]
@@ -51,13 +51,15 @@ class Publisher:
         self._idle = threading.Condition()
         self._cycles = 0
         self._stopping = False
-        self._down_since: float | None = None
         self._next_try = 0.0
-        self._backoff = 1.0
+        self._backoff = Backoff(1.0, MAX_BACKOFF_S, report,
+                                "sai_mlflow: the run's data could not be written locally ({error}); training "
+                                "continues, the data is kept in memory and retried",
+                                "sai_mlflow: writing the run's data locally works again after {seconds} s")
         self._thread = threading.Thread(target=self._run, name="sai-publisher", daemon=True)
 
     # --- training-thread side: cheap hand-overs ---------------------------------------------
-    def start(self) -> "Publisher":
+    def start(self) -> Publisher:
         self._thread.start()
         return self
 
@@ -122,18 +124,9 @@ class Publisher:
                 self.sink.terminate(self.status)
                 self.status = None
         except Exception as e:
-            if self._down_since is None:
-                self._down_since = time.monotonic()
-                self.report(f"sai_mlflow: the tracking store failed ({type(e).__name__}: {str(e)[:200]}); "
-                            "training continues, data is kept and retried")
-            self._next_try = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+            self._next_try = time.monotonic() + self._backoff.failure(f"{type(e).__name__}: {str(e)[:200]}")
             return
-        if self._down_since is not None:
-            self.report(f"sai_mlflow: the tracking store is back after {time.monotonic() - self._down_since:.0f} s; "
-                        "queued data sent")
-            self._down_since = None
-        self._backoff = 1.0
+        self._backoff.success()
 
     def _run(self) -> None:
         while True:

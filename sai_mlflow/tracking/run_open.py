@@ -13,9 +13,9 @@ from pathlib import Path
 from .. import keys as K
 from ..backend import TrackingBackend, backend_for
 from ..log import warn
+from .context import source_tags
 from .settings import TrackingSettings
 from .sink import Sink
-from .context import source_tags
 from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
 from .store import config_error
 

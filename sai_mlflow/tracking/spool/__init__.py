@@ -7,8 +7,20 @@ sink.py    SpoolingSink: the publisher's sink, with its uploader thread
 sync.py    `sai-mlflow sync`: upload a spool later, into the run it belongs to
 """
 
-from .format import (KEEP_ENV, LOCAL_PREFIX, SPOOL_ENV, Pending, Spool, encode, list_spools, new_local_run_id,
-                     read_records, spool_root, summarize, valid_end)
+from .format import (
+                     KEEP_ENV,
+                     LOCAL_PREFIX,
+                     SPOOL_ENV,
+                     Pending,
+                     Spool,
+                     encode,
+                     list_spools,
+                     new_local_run_id,
+                     read_records,
+                     spool_root,
+                     summarize,
+                     valid_end,
+)
 from .sink import SpoolingSink
 from .sync import SyncResult, sync_spool
 from .upload import StoreRefused, Uploader, drain, is_content_rejection, refusal_reason, upload_step

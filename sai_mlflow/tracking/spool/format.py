@@ -11,9 +11,9 @@ Layout (one directory per run, under one known root so `sai-mlflow sync` finds t
         rejected.jsonl               items the store rejected for their content (kept; `sync --dry-run`)
         lock                         flock held by the live writer; a SIGKILL releases it
 
-Records (JSON, NaN/Infinity allowed): `m` metrics [[key, value, ts_ms, step], ...] (<= 1000 per
-record), `p` params, `g` tags (<= 100 each), `a` artifact, `s` terminal status, `x` values set aside
-with a reason (never uploaded). A torn last record (a crash mid-append) fails its length or crc check:
+Records (JSON, NaN/Infinity allowed; records.py types them, one class per kind, and lists the codes):
+metrics, params, tags, an artifact, the model, the terminal status, and values set aside with a reason
+(never uploaded). A torn last record (a crash mid-append) fails its length or crc check:
 it is dropped when the spool is reopened and never read. Memory stays bounded: the backlog lives in
 the file; the uploader reads at most one request (1000 metrics) at a time from the watermark.
 """
@@ -49,7 +49,10 @@ def new_local_run_id() -> str:
     return LOCAL_PREFIX + uuid.uuid4().hex
 
 
-def encode(record: dict) -> bytes:
+def encode(record) -> bytes:
+    """One framed record (a typed record from records.py, or its dict)."""
+    if not isinstance(record, dict):
+        record = record.to_dict()
     record = {"t": record["t"], **record}  # "t" first: the reader resynchronises on RECORD_START
     payload = json.dumps(record, separators=(",", ":"), allow_nan=True).encode()
     return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
@@ -210,7 +213,7 @@ class Spool:
             finally:
                 self._lock_fd = None
 
-    def open_for_append(self) -> "Spool":
+    def open_for_append(self) -> Spool:
         """Drop a torn tail (a crash mid-append) so new records never follow garbage."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.end = valid_end(self.log, min(self.watermark, self.size()))
@@ -220,7 +223,7 @@ class Spool:
         self._f = open(self.log, "ab", buffering=0)
         return self
 
-    def append(self, record: dict) -> int:
+    def append(self, record) -> int:
         data = encode(record)
         self._f.write(data)  # one write(2): in the page cache, so it survives SIGKILL of this process
         self.end += len(data)
@@ -295,29 +298,31 @@ class Pending:
 
 
 def summarize(spool: Spool) -> Pending:
+    from .records import Artifact, Metrics, Params, SetAside, Status, Tags, decode
+
     p = Pending()
     wm = spool.watermark
     end = 0
-    for end, rec in read_records(spool.log, 0, gaps=p.corrupt):
-        t = rec.get("t")
-        if t == "m":
-            p.all_metrics += len(rec["p"])
-            if rec["p"]:
-                p.last_ts_ms = max(p.last_ts_ms, max(int(x[2]) for x in rec["p"]))
-        if t == "x":
-            p.set_aside.extend(rec["items"])
-        if t == "s":
-            p.status = rec["status"]
+    for end, raw in read_records(spool.log, 0, gaps=p.corrupt):
+        rec = decode(raw)
+        if isinstance(rec, Metrics):
+            p.all_metrics += len(rec.points)
+            if rec.points:
+                p.last_ts_ms = max(p.last_ts_ms, max(int(x[2]) for x in rec.points))
+        elif isinstance(rec, SetAside):
+            p.set_aside.extend(rec.items)
+        elif isinstance(rec, Status):
+            p.status = rec.status
         if end <= wm:
             continue
         p.records += 1
-        if t == "m":
-            p.metrics += len(rec["p"])
-        elif t == "p":
-            p.params += len(rec["p"])
-        elif t == "g":
-            p.tags += len(rec["p"])
-        elif t == "a":
+        if isinstance(rec, Metrics):
+            p.metrics += len(rec.points)
+        elif isinstance(rec, Params):
+            p.params += len(rec.items)
+        elif isinstance(rec, Tags):
+            p.tags += len(rec.items)
+        elif isinstance(rec, Artifact):
             p.artifacts += 1
     p.bytes = max(0, end - wm)
     p.torn_tail_bytes = max(0, spool.size() - end)

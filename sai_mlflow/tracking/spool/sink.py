@@ -10,16 +10,13 @@ from pathlib import Path
 
 from ... import keys as K
 from ...backend import writer_for
+from ..backoff import Backoff
 from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from ..sink import Batch
 from .format import KEEP_ENV, Spool, spool_root, summarize
+from .records import Artifact, Metrics, Model, Params, SetAside, Status, Tags
 from .upload import StoreRefused, upload_step
 from .values import MAX_TAG_CHARS, _text, clean_batch
-
-KEY_NOTE_TAG = K.TAG_NOTE_KEYS_MAPPED
-SET_ASIDE_TAG = K.TAG_NOTE_SET_ASIDE
-INF_NOTE_TAG = K.TAG_NOTE_INF_CLAMPED
-
 
 Reporter = Callable[[str], None]
 
@@ -56,7 +53,10 @@ class SpoolingSink:
         self._wake = threading.Event()
         self._stop = False
         self._stop_ev = threading.Event()
-        self._down_since: float | None = None
+        self._backoff = Backoff(0.2, max_backoff_s, report,
+                                "sai_mlflow: the tracking store failed ({error}); training continues, data is kept "
+                                f"in {self.spool.dir}",
+                                "sai_mlflow: the tracking store is back after {seconds} s; uploading the spool")
         self.uploaded_metrics = 0
         self.requests = 0
         self.failures = 0
@@ -75,39 +75,39 @@ class SpoolingSink:
         new_inf = c.infinite - self._noted_inf
         if new_inf:
             self._noted_inf |= new_inf
-            tags[INF_NOTE_TAG] = _text("infinite values stored as ±1.8e308 for: " + ", ".join(sorted(self._noted_inf)),
+            tags[K.TAG_NOTE_INF_CLAMPED] = _text("infinite values stored as ±1.8e308 for: " + ", ".join(sorted(self._noted_inf)),
                                        MAX_TAG_CHARS)
         new_keys = {k: v for k, v in c.mapped.items() if k not in self._noted_keys}
         if new_keys:
             self._noted_keys.update(new_keys)
-            tags[KEY_NOTE_TAG] = _text("; ".join(f"{k} -> {v}" for k, v in self._noted_keys.items()), MAX_TAG_CHARS)
+            tags[K.TAG_NOTE_KEYS_MAPPED] = _text("; ".join(f"{k} -> {v}" for k, v in self._noted_keys.items()), MAX_TAG_CHARS)
         records = []
         if c.set_aside:
-            records.append({"t": "x", "items": c.set_aside})
-            tags[SET_ASIDE_TAG] = "some values were set aside (not numbers); see `sai-mlflow sync --dry-run`"
+            records.append(SetAside(c.set_aside))
+            tags[K.TAG_NOTE_SET_ASIDE] = "some values were set aside (not numbers); see `sai-mlflow sync --dry-run`"
         p = list(c.params.items())
         for i in range(0, len(p), MAX_PARAMS):
-            records.append({"t": "p", "p": dict(p[i:i + MAX_PARAMS])})
+            records.append(Params(dict(p[i:i + MAX_PARAMS])))
         g = list(tags.items())
         for i in range(0, len(g), MAX_TAGS):
-            records.append({"t": "g", "p": dict(g[i:i + MAX_TAGS])})
+            records.append(Tags(dict(g[i:i + MAX_TAGS])))
         for i in range(0, len(c.metrics), MAX_METRICS):
-            records.append({"t": "m", "p": c.metrics[i:i + MAX_METRICS]})
+            records.append(Metrics(c.metrics[i:i + MAX_METRICS]))
         self._append(records)
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        self._append([{"t": "a", "path": str(Path(path).resolve()), "ap": artifact_path}])
+        self._append([Artifact(str(Path(path).resolve()), artifact_path)])
 
     def log_model(self, path: str, names, imgsz: int) -> None:
         """The run's model, logged by the uploader or by `sai-mlflow sync` (a run trained offline)."""
         names = {str(k): str(v) for k, v in (dict(enumerate(names)) if isinstance(names, list | tuple)
                                               else dict(names)).items()}
-        self._append([{"t": "model", "path": str(Path(path).resolve()), "names": names, "imgsz": int(imgsz)}])
+        self._append([Model(str(Path(path).resolve()), names, int(imgsz))])
 
     def terminate(self, status: str) -> None:
         """Record the status, then upload what is left within drain_timeout_s; never raises for the store."""
         if not self._status_written:
-            self._append([{"t": "s", "status": status, "end_ms": int(time.time() * 1000)}])
+            self._append([Status(status, int(time.time() * 1000))])
             self._status_written = True
             if self.fsync:
                 self.spool.sync_to_disk()
@@ -138,7 +138,7 @@ class SpoolingSink:
                     f"records in {self.spool.dir} -- upload them with: sai-mlflow sync --run {self.run_id}")
 
     # --- helpers ---
-    def _append(self, records: list[dict]) -> None:
+    def _append(self, records: list) -> None:
         if not records:
             return
         with self._lock:
@@ -159,12 +159,10 @@ class SpoolingSink:
                                        max(0.0, deadline - time.monotonic())) and not self.pending()
 
     def _run(self) -> None:
-        import random
-
-        backoff = 0.2
+        wait = 0.0
         while not self._stop:
-            if self._down_since is not None:
-                self._stop_ev.wait(backoff)  # down: keep to the backoff, new appends do not hurry it
+            if self._backoff.down:
+                self._stop_ev.wait(wait)  # down: keep to the backoff, new appends do not hurry it
             else:
                 self._wake.wait(self.upload_interval_s)
                 self._wake.clear()
@@ -184,18 +182,10 @@ class SpoolingSink:
             except Exception as e:
                 self.failures += 1
                 error = str(e)[:300] if isinstance(e, StoreRefused) else f"{type(e).__name__}: {str(e)[:200]}"
-                if self._down_since is None or (isinstance(e, StoreRefused) and error != self.last_error):
-                    self._down_since = self._down_since or time.monotonic()
-                    self.report(f"sai_mlflow: the tracking store failed ({error}); "
-                                f"training continues, data is kept in {self.spool.dir}")
+                wait = self._backoff.failure(error, kind=error if isinstance(e, StoreRefused) else "outage")
                 self.last_error = error
-                backoff = min(backoff * 2, self.max_backoff_s) * random.uniform(0.75, 1.0)
                 continue
-            if self._down_since is not None:
-                self.report(f"sai_mlflow: the tracking store is back after {time.monotonic() - self._down_since:.0f} s; "
-                            "uploading the spool")
-                self._down_since = None
-                self.last_error = ""
-            backoff = 0.2
+            self._backoff.success()
+            self.last_error = ""
             with self._idle:
                 self._idle.notify_all()

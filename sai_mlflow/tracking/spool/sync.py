@@ -9,9 +9,8 @@ from pathlib import Path
 from ... import keys as K
 from ...errors import StoreConfigError
 from .format import KEEP_ENV, Spool, summarize
+from .records import Status
 from .upload import StoreRefused, drain, refusal_reason
-
-LOCAL_ID_TAG = K.TAG_LOCAL_RUN_ID
 
 
 @dataclass
@@ -62,9 +61,9 @@ def _ensure_run(backend, spool: Spool, meta: dict) -> tuple[str, bool]:
         from ..store import resolve_experiment
 
         experiment = meta.get("experiment") or resolve_experiment()
-        run_id = backend.find_run(experiment, LOCAL_ID_TAG, spool.run_id)
+        run_id = backend.find_run(experiment, K.TAG_LOCAL_RUN_ID, spool.run_id)
         if run_id is None:
-            tags = {**(meta.get("tags") or {}), LOCAL_ID_TAG: spool.run_id}
+            tags = {**(meta.get("tags") or {}), K.TAG_LOCAL_RUN_ID: spool.run_id}
             run_id = backend.create_run(experiment, meta.get("run_name") or None, tags,
                                         meta.get("artifact_location") or None, start_ms=meta.get("created_ms")).run_id
             created = True
@@ -115,7 +114,7 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         spool.open_for_append()  # drops a torn tail
         if pend.status is None:  # no terminal record: the process died (SIGKILL, OOM, power)
             end_ms = pend.last_ts_ms or int(spool.log.stat().st_mtime * 1000)
-            spool.append({"t": "s", "status": "KILLED", "end_ms": end_ms, "by": "sync"})
+            spool.append(Status("KILLED", end_ms, by="sync"))
         up = backend.writer(res.run_id)
         res.uploaded_metrics = drain(spool, up)
         res.missing = up.missing

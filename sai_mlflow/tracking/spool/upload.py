@@ -9,12 +9,11 @@ with the same value are no-ops. `sync` therefore never duplicates a point.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ...backend import http_status
 from ...backend import writer_for as Uploader  # Uploader(backend or client, run_id): the run's RunWriter
-from ..batching import MAX_METRICS, MAX_PARAMS, MAX_TAGS
 from .format import Spool
+from .records import Batched, Request, Single, decode, needs_file
 
 __all__ = ["CONTENT_STATUS", "StoreRefused", "Uploader", "drain", "http_status", "is_content_rejection",
            "refusal_reason", "upload_step"]
@@ -66,72 +65,57 @@ def _raise_for(e: BaseException, run_id: str) -> None:
         raise e
 
 
-def upload_step(spool: Spool, up: Uploader, end: int | None = None) -> tuple[int, int]:
+def upload_step(spool: Spool, up, end: int | None = None) -> tuple[int, int]:
     """Send the next request's worth of records from the watermark. Returns (records, metrics) sent.
 
     Raises on an outage or a refusal of the run (StoreRefused): the watermark does not move. Only items
     the store rejects for their content go to rejected.jsonl.
     """
-    wm = spool.watermark
-    metrics: list = []
-    params: dict[str, str] = {}
-    tags: dict[str, str] = {}
-    new_wm = wm
-    n = 0
+    req = Request()
+    new_wm, n = spool.watermark, 0
     single = None
-    for off, rec in spool.records(wm, end):
-        t = rec.get("t")
-        if t in ("a", "s", "model"):
+    for off, raw in spool.records(new_wm, end):
+        rec = decode(raw)
+        if isinstance(rec, Single):
             if n == 0:
                 single, new_wm, n = rec, off, 1
             break
-        if t == "x":  # set aside: documented in the spool, never sent
-            new_wm, n = off, n + 1
-            continue
-        m = rec["p"] if t == "m" else []
-        p = rec["p"] if t == "p" else {}
-        g = rec["p"] if t == "g" else {}
-        if n and (len(metrics) + len(m) > MAX_METRICS or len(params) + len(p) > MAX_PARAMS
-                  or len(tags) + len(g) > MAX_TAGS or set(p) & set(params)):
-            break
-        metrics.extend(m)
-        params.update(p)
-        tags.update(g)
-        new_wm, n = off, n + 1
+        if isinstance(rec, Batched):
+            if n and not rec.fits(req):
+                break
+            rec.add_to(req)
+        new_wm, n = off, n + 1  # set aside (documented in the spool, never sent), or unknown: skipped
     if n == 0:
         return 0, 0
     try:
         if single is not None:
-            if single["t"] in ("a", "model") and not Path(single["path"]).exists():
-                up.missing.append(single["path"])  # nothing to upload, nothing the store refused
-            elif single["t"] == "a":
-                up.log_artifact(single["path"], single.get("ap"))
-            elif single["t"] == "model":
-                up.log_model(single["path"], single["names"], single["imgsz"])
+            gone = needs_file(single)
+            if gone:
+                up.missing.append(gone)  # nothing to upload, nothing the store refused
             else:
-                up.terminate(single["status"], single.get("end_ms"))
-        elif metrics or params or tags:
-            up.log_batch(metrics, params, tags)
+                single.send(up)
+        elif req:
+            up.log_batch(req.metrics, req.params, req.tags)
     except Exception as e:
         _raise_for(e, up.run_id)
-        _one_by_one(spool, up, metrics, params, tags, single, e)
+        _one_by_one(spool, up, req, single, e)
     spool.set_watermark(new_wm)
-    return n, len(metrics)
+    return n, len(req.metrics)
 
 
-def _one_by_one(spool, up, metrics, params, tags, single, error) -> None:
+def _one_by_one(spool, up, req: Request, single, error) -> None:
     """A request refused for its content: send item by item; the refused ones go to rejected.jsonl, kept on disk."""
     if single is not None:
-        spool.add_rejected([{**single, "reason": str(error)[:300]}])
+        spool.add_rejected([{**single.to_dict(), "reason": str(error)[:300]}])
         return
     bad = []
-    for k, v, ts, s in metrics:
+    for k, v, ts, s in req.metrics:
         try:
             up.log_batch([[k, v, ts, s]], {}, {})
         except Exception as e:
             _raise_for(e, up.run_id)
             bad.append({"metric": k, "value": repr(v), "step": s, "reason": str(e)[:300]})
-    for kind, items in (("param", params), ("tag", tags)):
+    for kind, items in (("param", req.params), ("tag", req.tags)):
         for k, v in items.items():
             try:
                 up.log_batch([], {k: v} if kind == "param" else {}, {k: v} if kind == "tag" else {})
