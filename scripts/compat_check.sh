@@ -18,6 +18,7 @@ PY=${PYTHON:-python3}
 VENV=${SAI_COMPAT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sai_mlflow/venvs/compat-mlflow-$MLFLOW-ultralytics-$ULTRA}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sai_compat.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+export YOLO_CONFIG_DIR=$WORK/yolo  # before anything imports Ultralytics: another version resets the user's settings
 say() { echo "compat_check: $*" >&2; }
 
 if [ ! -f "$VENV/.sai-ready" ]; then
@@ -32,10 +33,11 @@ if [ ! -f "$VENV/.sai-ready" ]; then
     | grep -v "^WARNING: Location" || true
   touch "$VENV/.sai-ready"
 fi
-got=$("$VENV/bin/python" -c "import mlflow, ultralytics; print(mlflow.__version__, ultralytics.__version__)" 2>/dev/null)
+got=$("$VENV/bin/python" -c "import mlflow, ultralytics; print(mlflow.__version__, ultralytics.__version__)" 2>/dev/null \
+  | tail -1)
 [ "$got" = "$MLFLOW $ULTRA" ] || { say "the side venv has '$got', not '$MLFLOW $ULTRA'"; exit 2; }
 
-export PYTHONPATH=$ROOT YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$WORK/yolo MLFLOW_TRACKING_URI=sqlite:///$WORK/mlruns/mlflow.db
+export PYTHONPATH=$ROOT YOLO_OFFLINE=1 MLFLOW_TRACKING_URI=sqlite:///$WORK/mlruns/mlflow.db
 export SAI_MLFLOW_SPOOL_DIR=$WORK/spool
 cd "$WORK"
 sai() { "$VENV/bin/python" -m sai_mlflow.cli "$@"; }
