@@ -108,7 +108,8 @@ class Evaluation:
 class Outcome:
     """What `promote` / `rollback` did (or, dry-run, would do)."""
 
-    action: str  # promoted | forced | blocked | would_promote | would_force | already_holder | rolled_back | would_roll_back
+    # promoted | forced | blocked | would_promote | would_force | already_holder | rolled_back | would_roll_back
+    action: str
     evaluation: Evaluation | None = None
     version: str | None = None
     previous_version: str | None = None
@@ -206,7 +207,8 @@ def judge(client, run, holder: Holder | None, policy, allow_dataset_change: bool
                           f"the holder's {K.SUMMARY_BEST_MAP50} is unknown (run {holder.run_id or 'not recorded'})"))
     else:
         need = holder.best_map50 + gain
-        gates.append(Gate("map_improvement", _fmt(best), f">= {_fmt(need)} (v{holder.version} {_fmt(holder.best_map50)} + {gain:g})",
+        gates.append(Gate("map_improvement", _fmt(best),
+                          f">= {_fmt(need)} (v{holder.version} {_fmt(holder.best_map50)} + {gain:g})",
                           best - holder.best_map50 >= gain - 1e-12,
                           f"gain {best - holder.best_map50:+.4f}"))
 
@@ -343,8 +345,8 @@ def gate_table_md(gates: list[Gate]) -> str:
     def esc(x: str) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
-    rows = [f"| {esc(g.name)} | {esc(g.value)} | {esc(g.threshold)} | {'pass' if g.passed else '**FAIL**'} | {esc(g.note)} |"
-            for g in gates]
+    rows = [f"| {esc(g.name)} | {esc(g.value)} | {esc(g.threshold)} | {'pass' if g.passed else '**FAIL**'} "
+            f"| {esc(g.note)} |" for g in gates]
     return "\n".join(["| gate | value | threshold | result | note |", "|---|---|---|---|---|", *rows])
 
 

@@ -19,10 +19,12 @@ HEADLINES = {
     "forced": "[yellow]FORCED[/]: {model} v{version} is now @{alias}{prev} although gates failed ({failed}); recorded",
     "blocked": "[red]not promoted[/]: gate(s) failed: {failed}; nothing was written",
     "would_promote": "dry run: {verdict}; nothing was written",
-    "would_force": "dry run: gates fail ({failed}) but --force would register it as @{alias} anyway; nothing was written",
+    "would_force": ("dry run: gates fail ({failed}) but --force would register it as @{alias} anyway; "
+                    "nothing was written"),
     "already_holder": "run {run} already holds {model}@{alias} (v{version}); nothing to do",
     "rolled_back": "[green]rolled back[/]: {model}@{alias} moved from v{prev_version} back to v{version}",
-    "would_roll_back": "dry run: would move {model}@{alias} from v{prev_version} back to v{version}; nothing was written",
+    "would_roll_back": ("dry run: would move {model}@{alias} from v{prev_version} back to v{version}; "
+                        "nothing was written"),
 }
 
 
@@ -61,7 +63,8 @@ def render(outcome, console) -> None:
 @click.option("--model", "model_name", required=True, help="Registered model name, e.g. sai-net-detector.")
 @click.option("--alias", default="champion", show_default=True, help="Alias to move (registry stages are deprecated).")
 @click.option("--dry-run", is_flag=True, help="Print the gate table; write nothing.")
-@click.option("--force", is_flag=True, help="Register even when gates fail; recorded on the version (sai.promotion.forced).")
+@click.option("--force", is_flag=True,
+              help="Register even when gates fail; recorded on the version (sai.promotion.forced).")
 @click.option("--allow-dataset-change", is_flag=True, help="Waive the same-dataset_digest gate.")
 @click.option("--rollback", is_flag=True, help="Move the alias back to its previous holder (takes no RUN_ID).")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)

@@ -28,7 +28,8 @@ MAX_BACKOFF_S = 60.0
 def redacted(batch: Batch) -> Batch:
     if not (batch.params or batch.tags):
         return batch
-    return Batch(metrics=batch.metrics, params=redact_mapping(batch.params or {}), tags=redact_mapping(batch.tags or {}))
+    return Batch(metrics=batch.metrics, params=redact_mapping(batch.params or {}),
+                 tags=redact_mapping(batch.tags or {}))
 
 
 class Publisher:

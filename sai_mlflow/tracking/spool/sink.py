@@ -75,12 +75,13 @@ class SpoolingSink:
         new_inf = c.infinite - self._noted_inf
         if new_inf:
             self._noted_inf |= new_inf
-            tags[K.TAG_NOTE_INF_CLAMPED] = _text("infinite values stored as ±1.8e308 for: " + ", ".join(sorted(self._noted_inf)),
-                                       MAX_TAG_CHARS)
+            tags[K.TAG_NOTE_INF_CLAMPED] = _text(
+                "infinite values stored as ±1.8e308 for: " + ", ".join(sorted(self._noted_inf)), MAX_TAG_CHARS)
         new_keys = {k: v for k, v in c.mapped.items() if k not in self._noted_keys}
         if new_keys:
             self._noted_keys.update(new_keys)
-            tags[K.TAG_NOTE_KEYS_MAPPED] = _text("; ".join(f"{k} -> {v}" for k, v in self._noted_keys.items()), MAX_TAG_CHARS)
+            tags[K.TAG_NOTE_KEYS_MAPPED] = _text("; ".join(f"{k} -> {v}" for k, v in self._noted_keys.items()),
+                                                 MAX_TAG_CHARS)
         records = []
         if c.set_aside:
             records.append(SetAside(c.set_aside))
