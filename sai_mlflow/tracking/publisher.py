@@ -54,9 +54,9 @@ class Publisher:
         self._stopping = False
         self._next_try = 0.0
         self._backoff = Backoff(1.0, MAX_BACKOFF_S, report,
-                                "sai_mlflow: the run's data could not be written locally ({error}); training "
-                                "continues, the data is kept in memory and retried",
-                                "sai_mlflow: writing the run's data locally works again after {seconds} s")
+                                "sai_mlflow: writing the run's data locally failed ({error}); training continues, "
+                                "the data is kept in memory and retried",
+                                "sai_mlflow: writing the run's data locally is back after {seconds} s")
         self._thread = threading.Thread(target=self._run, name="sai-publisher", daemon=True)
 
     # --- training-thread side: cheap hand-overs ---------------------------------------------
