@@ -21,20 +21,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sai_mlflow.compare import render  # noqa: E402
 from sai_mlflow.compare.decision import RunRecord, decide  # noqa: E402
+from sai_mlflow.compare.record import record_from_keys  # noqa: E402
 from sai_mlflow.compare.policy import load_policy  # noqa: E402
 
 
 def records(n: int) -> list[RunRecord]:
+    """Built by compare-runs' own factory from contract tags and summary metrics, as the loader does."""
+    from sai_mlflow import keys as K
+
     out = []
     for i in range(n):
         batch = 8 * (1 + i % 16)
-        out.append(RunRecord(
-            run_id=f"{i:032x}", run_name=f"run-{i}", model="yolov8s.yaml", imgsz=640, dataset_digest="d",
-            gpu="NVIDIA H200", batch_size=batch, batch_size_effective=batch,
-            cache_mode="ram" if i % 7 == 0 else "none", data_on_tmpfs=True, step_s_steady=0.01 * batch,
-            images_per_s=100.0 + i % 50, peak_gib=1.08 * batch + (i % 5), total_gib=140.0,
-            peak_fraction=(1.08 * batch + (i % 5)) / 140.0, best_map50=0.4 + (i % 100) / 1000,
-            eta_full_s=3600.0 * (1 + (i % 37) / 10), epochs_completed=5, epochs_planned=110, warmup_batches=30))
+        peak = 1.08 * batch + (i % 5)
+        tags = {K.TAG_MODEL: "yolov8s.yaml", K.TAG_IMGSZ: "640", K.TAG_DATASET_DIGEST: "d", K.TAG_GPU: "NVIDIA H200",
+                K.TAG_BATCH_SIZE: str(batch), K.TAG_BATCH_SIZE_EFFECTIVE: str(batch),
+                K.TAG_CACHE_MODE: "ram" if i % 7 == 0 else "none", K.TAG_DATA_ON_TMPFS: "true"}
+        summary = {K.SUMMARY_STEP_S_STEADY: 0.01 * batch, K.SUMMARY_IMAGES_PER_S: 100.0 + i % 50,
+                   K.SUMMARY_PEAK_GIB: peak, K.SUMMARY_TOTAL_GIB: 140.0, K.SUMMARY_PEAK_FRACTION: peak / 140.0,
+                   K.SUMMARY_BEST_MAP50: 0.4 + (i % 100) / 1000, K.SUMMARY_ETA_FULL_S: 3600.0 * (1 + (i % 37) / 10),
+                   K.SUMMARY_EPOCHS_COMPLETED: 5, K.SUMMARY_EPOCHS_PLANNED: 110, K.SUMMARY_WARMUP_BATCHES: 30}
+        out.append(record_from_keys(f"{i:032x}", tags, summary, run_name=f"run-{i}"))
     return out
 
 

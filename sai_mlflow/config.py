@@ -7,7 +7,6 @@ mistake stops here, before a model is built or GPU time is spent.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .data.synthetic import SyntheticSpec, parse_size
+from .errors import closest
 from .yaml_file import load_mapping
 
 
@@ -23,9 +23,6 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message says what to change."""
 
 
-def closest(word: str, options) -> str:
-    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 class Strict(BaseModel):
@@ -51,11 +48,11 @@ class GuardSection(Strict):
     @field_validator("stop_on")
     @classmethod
     def _codes(cls, v: list[str]) -> list[str]:
-        from .guard import GuardConfigError, parse_stop_on
+        from .compare.reasons import StopOnError, parse_stop_on
 
         try:
             return list(parse_stop_on(v))
-        except GuardConfigError as e:
+        except StopOnError as e:
             raise ValueError(str(e).removeprefix("guard.stop_on: ")) from None
 
 

@@ -18,3 +18,11 @@ class StoreConfigError(UserError):
 
     Refused before any work, unlike an outage of a store that is configured right, which is spooled.
     """
+
+
+def closest(word: str, options) -> str:
+    """" (did you mean 'x'?)" for the option closest to a misspelt word, else "": for one-line errors."""
+    import difflib
+
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""

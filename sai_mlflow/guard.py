@@ -11,43 +11,18 @@ process (rank -1/0) has a guard; under DDP Ultralytics broadcasts rank 0's `stop
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import keys as K
-from .compare.decision import (
-    BATCH_CHANGED, DATA_BOUND, DOUBLE_CACHE, INCOMPLETE, MAP_DEGRADATION, MEMORY_LEAK, MEMORY_OVER_LIMIT,
-    REASON_CODES, REJECT, WARN, Reason, RunRecord, check_run,
+from .compare.memfit import MemoryFit, fit_peak_memory
+from .compare.reasons import (  # noqa: F401  (GuardConfigError, parse_stop_on, STOPPABLE: re-exported)
+    REGISTRY, REJECT, STOPPABLE, WARN, FixContext, Reason, StopOnError, check_run, fix, parse_stop_on,
 )
-from .compare.memfit import MemoryFit
+from .compare.record import RunRecord, parse_int, record_from_keys
 
-# codes that can be of severity reject (stop_on accepts only these); `incomplete` is the normal state
-# of a run still training, so the guard never reports it
-STOPPABLE = (MEMORY_OVER_LIMIT, MAP_DEGRADATION, DOUBLE_CACHE, MEMORY_LEAK)
 STEADY_POINTS = 500  # the memory_leak check reads at most this many steady-state samples
-
-
-class GuardConfigError(ValueError):
-    """stop_on names a code the guard cannot stop on: one sentence (config error, exit 2)."""
-
-
-def parse_stop_on(codes: Iterable[str]) -> tuple[str, ...]:
-    """Validate `guard.stop_on`: known codes that can be reject-level; raise GuardConfigError otherwise."""
-    out = []
-    for code in codes:
-        c = str(code).strip()
-        if not c:
-            continue
-        if c not in REASON_CODES:
-            from .config import closest
-
-            raise GuardConfigError(f"guard.stop_on: unknown code '{c}'{closest(c, STOPPABLE)} "
-                                   f"(codes it can stop on: {', '.join(STOPPABLE)})")
-        if c not in STOPPABLE:
-            raise GuardConfigError(f"guard.stop_on: '{c}' is never reject-level, and the guard stops only on "
-                                   f"reject-level findings (codes it can stop on: {', '.join(STOPPABLE)})")
-        out.append(c)
-    return tuple(dict.fromkeys(out))
+GuardConfigError = StopOnError  # the name callers know
 
 
 @dataclass(frozen=True)
@@ -57,45 +32,27 @@ class Alert:
     stop: bool     # reject-level and in stop_on
 
 
-def largest_safe_batch(batch: int, peak_gib: float, limit_gib: float) -> int | None:
-    """From one run alone: memory taken as proportional to the batch, which over-states the cost per
-    image (the fixed part is counted in it), so the batch found is a safe, conservative one."""
-    if not batch or not peak_gib or peak_gib <= 0:
-        return None
-    return MemoryFit(0.0, peak_gib / batch, (batch,)).largest_batch_under(limit_gib)
+def fix_for(reason: Reason, r: RunRecord, policy, val_peak_is_max: bool = False,
+            memory_fit: MemoryFit | None = None) -> str:
+    """The one-line fix for a finding, with the exact flag to use where one exists (the registry's)."""
+    return fix(reason, r, policy, FixContext(val_peak_is_max, memory_fit))
 
 
-def fix_for(reason: Reason, r: RunRecord, policy, val_peak_is_max: bool = False) -> str:
-    """The one-line fix for a finding, with the exact flag to use where one exists."""
-    batch = r.batch_size_effective or r.batch_size
-    if reason.code == MEMORY_OVER_LIMIT:
-        where = " (in validation, which runs at 2x batch)" if val_peak_is_max else ""
-        safe = None
-        if r.peak_gib and r.total_gib:
-            safe = largest_safe_batch(batch, r.peak_gib, policy.max_memory_fraction * r.total_gib)
-        if safe:
-            return f"{where}; largest safe batch {safe}: restart with --set batch={safe}"
-        return f"{where}; restart with a smaller batch"
-    if reason.code == MAP_DEGRADATION:
-        return "; restart from epoch 0 with a smaller batch (the seed recovered at 96 from 128) or a lower lr0"
-    if reason.code == DOUBLE_CACHE:
-        return "; restart with --set cache=false: the images already live on a tmpfs"
-    if reason.code == MEMORY_LEAK:
-        return "; look for tensors or caches kept across batches, then resume from last.pt with --resume"
-    if reason.code == DATA_BOUND:
-        return "; raise workers, or stage the images on /dev/shm with `sai-mlflow stage-shm`"
-    if reason.code == BATCH_CHANGED:
-        return (f"; Ultralytics lowered the batch after running out of memory: restart with --set batch={batch} "
-                "so the run says what it trains with")
-    return ""
+def history_fit(history) -> MemoryFit | None:
+    """The memory fit over comparable earlier runs (preflight's `ForecastRecord`s: batch, peak, devices):
+    the evidence that lets the guard name a smaller safe batch; None with fewer than two batches."""
+    pts = [(r.batch_effective // max(1, getattr(r, "devices", 1) or 1), r.peak_gib) for r in history or ()
+           if r.batch_effective and r.peak_gib is not None]
+    return fit_peak_memory(pts)
 
 
 class Guard:
     """Remembers which codes it already reported; `judge` is pure apart from that memory."""
 
-    def __init__(self, policy, stop_on: Sequence[str] = ()) -> None:
+    def __init__(self, policy, stop_on: Sequence[str] = (), memory_fit: MemoryFit | None = None) -> None:
         self.policy = policy
         self.stop_on = parse_stop_on(stop_on)
+        self.memory_fit = memory_fit  # comparable runs' fit, when the caller has one (else advice is "probe")
         self.seen: set[str] = set()
         self.stopped_by: str | None = None
         self._map50: dict[int, float] = {}   # epoch -> val/mAP50 so far
@@ -105,11 +62,11 @@ class Guard:
         """New reject/warn findings on the record so far (each code once per run)."""
         alerts = []
         for reason in check_run(record, self.policy):
-            if reason.code == INCOMPLETE or reason.severity not in (REJECT, WARN) or reason.code in self.seen:
+            if not REGISTRY[reason.code].live or reason.severity not in (REJECT, WARN) or reason.code in self.seen:
                 continue
             self.seen.add(reason.code)
-            batch = record.batch_size_effective or record.batch_size
-            line = f"batch {batch}: {reason.message}{fix_for(reason, record, self.policy, val_peak_is_max)}"
+            fixed = fix_for(reason, record, self.policy, val_peak_is_max, self.memory_fit)
+            line = f"batch {record.batch}: {reason.message}{fixed}"
             stop = reason.severity == REJECT and reason.code in self.stop_on and self.stopped_by is None
             if stop:
                 self.stopped_by = reason.code
@@ -124,6 +81,8 @@ class Guard:
 
         if values.get(K.VAL_MAP50) is not None:
             self._map50[epoch] = values[K.VAL_MAP50]
+        if self.memory_fit is None and getattr(trainer, "sai_memory_history", None):
+            self.memory_fit = history_fit(trainer.sai_memory_history)  # train's preflight read them
         record = record_so_far(tracker, trainer, epoch, summary, self._map50)
         alerts = self.judge(record, val_peak_is_max=self._val_peak_is_max(values))
         tags = {}
@@ -153,25 +112,15 @@ def _steady(samples: Sequence[tuple[int, float]]) -> list[tuple[float, float]]:
 
 def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, float]) -> RunRecord:
     """A live run's RunRecord, from the tracker's own state: what compare-runs would load for it now."""
-    tags = getattr(tracker, "setup_tags", {}) or {}
+    tags = dict(getattr(tracker, "setup_tags", {}) or {})
+    tags.setdefault(K.TAG_BATCH_SIZE, tracker.requested_batch)  # the request as tagged (AutoBatch: -1, 0.7)
+    tags[K.TAG_BATCH_SIZE_EFFECTIVE] = int(trainer.batch_size)  # what it trains with now
     samples = list(tracker.monitor.samples)
     series = dict(map50)
-    on_tmpfs = tags.get(K.TAG_DATA_ON_TMPFS)
-    return RunRecord(
-        run_id=tracker.run_id, status="RUNNING", run_kind=tags.get(K.TAG_RUN_KIND),
-        batch_size=tracker.requested_batch, batch_size_effective=int(trainer.batch_size),
-        cache_mode=tags.get(K.TAG_CACHE_MODE), data_on_tmpfs=None if on_tmpfs is None else on_tmpfs == "true",
-        model=tags.get(K.TAG_MODEL), gpu=tags.get(K.TAG_GPU), memory_source=tags.get(K.TAG_MEMORY_SOURCE),
-        step_s_steady=summary.get(K.SUMMARY_STEP_S_STEADY), images_per_s=summary.get(K.SUMMARY_IMAGES_PER_S),
-        warmup_batches=summary.get(K.SUMMARY_WARMUP_BATCHES),
-        data_wait_fraction=summary.get(K.SUMMARY_DATA_WAIT_FRACTION),
-        peak_gib=summary.get(K.SUMMARY_PEAK_GIB), total_gib=summary.get(K.SUMMARY_TOTAL_GIB),
-        peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION), best_map50=summary.get(K.SUMMARY_BEST_MAP50),
-        eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
-        epochs_planned=summary.get(K.SUMMARY_EPOCHS_PLANNED),
+    return record_from_keys(
+        tracker.run_id, tags, summary, status="RUNNING", epochs_completed=float(epoch),
         map50_last_epoch=max(series) if series else None, map50=series or None,
-        memory_samples=len(samples) or None,
-        memory_steady=_steady(samples) if samples else None,
+        memory_samples=len(samples) or None, memory_steady=_steady(samples) if samples else None,
     )
 
 
@@ -201,8 +150,8 @@ def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
     final = {k: rows[-1][2] for k, rows in by_key.items() if k in K.SUMMARY_KEYS}
     ends = {step: ts for step, ts, _ in by_key.get(K.EPOCH_DURATION_S, []) or by_key.get(K.VAL_MAP50, [])}
     t0 = min((ts for rows in by_key.values() for _, ts, _ in rows), default=0)
-    batch = int(tags.get(K.TAG_BATCH_SIZE) or 0) or None
-    eff = int(tags.get(K.TAG_BATCH_SIZE_EFFECTIVE) or 0) or batch
+    eff = parse_int(tags.get(K.TAG_BATCH_SIZE_EFFECTIVE)) or parse_int(tags.get(K.TAG_BATCH_SIZE))
+    eff = eff if eff and eff >= 1 else None  # an AutoBatch request (-1, 0.7) is no batch
     out = []
     train_peak = val_peak = 0.0
     for epoch in sorted(ends):
@@ -224,17 +173,10 @@ def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
             epochs_planned=int(final[K.SUMMARY_EPOCHS_PLANNED]) if K.SUMMARY_EPOCHS_PLANNED in final else None,
             batches_per_epoch=int(final[K.SUMMARY_BATCHES_PER_EPOCH]) if K.SUMMARY_BATCHES_PER_EPOCH in final else None,
         ))
-        on_tmpfs = tags.get(K.TAG_DATA_ON_TMPFS)
-        record = RunRecord(
-            run_id="replay", status="RUNNING", batch_size=batch, batch_size_effective=eff,
-            cache_mode=tags.get(K.TAG_CACHE_MODE), data_on_tmpfs=None if on_tmpfs is None else on_tmpfs == "true",
-            step_s_steady=summary.get(K.SUMMARY_STEP_S_STEADY), images_per_s=summary.get(K.SUMMARY_IMAGES_PER_S),
-            data_wait_fraction=summary.get(K.SUMMARY_DATA_WAIT_FRACTION), peak_gib=summary.get(K.SUMMARY_PEAK_GIB),
-            total_gib=summary.get(K.SUMMARY_TOTAL_GIB), peak_fraction=summary.get(K.SUMMARY_PEAK_FRACTION),
-            eta_full_s=summary.get(K.SUMMARY_ETA_FULL_S), epochs_completed=float(epoch),
-            map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
-            memory_samples=len(mem) or None,
-            memory_steady=_steady(mem) if mem else None,
+        record = record_from_keys(
+            "replay", {**tags, K.TAG_BATCH_SIZE_EFFECTIVE: eff} if eff else tags, summary, status="RUNNING",
+            epochs_completed=float(epoch), map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
+            memory_samples=len(mem) or None, memory_steady=_steady(mem) if mem else None,
         )
         out.append((epoch, (end - t0) / 1000.0, guard.judge(record, val_peak_is_max=val_peak > train_peak)))
     return out

@@ -20,6 +20,10 @@ TAG_STAGE = "stage"
 TAG_RUN_KIND = "run_kind"
 TAG_MEMORY_SOURCE = "memory_source"
 TAG_DATASET_DIGEST = "dataset_digest"
+# The number of devices the run trained on (the DDP world size; 1 for one device or the CPU). Optional:
+# absent (older runs, imports without it) means 1, so it is not in CONTRACT_TAGS. `batch_size` stays
+# Ultralytics' total over all devices; each device holds batch_size_effective // devices images.
+TAG_DEVICES = "devices"
 
 CONTRACT_TAGS = (
     TAG_BATCH_SIZE, TAG_BATCH_SIZE_EFFECTIVE, TAG_CACHE_MODE, TAG_DATA_ON_TMPFS, TAG_GPU,
@@ -27,6 +31,21 @@ CONTRACT_TAGS = (
 )
 
 CACHE_MODES = ("none", "ram", "disk")
+GPU_MODELS_SEPARATOR = " + "  # `gpu` of a run whose devices differ in model: "NVIDIA A100 + NVIDIA H100"
+
+
+def gpu_tag(names) -> str:
+    """The `gpu` tag of a run from its devices' names (CUDA index order): the name when they share one
+    model, else the distinct models sorted and joined by " + ". Runs are grouped on `gpu` equality, so a
+    mixed run is `not_comparable` with runs on one model (and comparable with runs of the same mix)."""
+    distinct = sorted({str(n).strip() for n in names if str(n).strip()})
+    return GPU_MODELS_SEPARATOR.join(distinct) if distinct else "cpu"
+
+
+def gpu_models(tag: str | None) -> list[str]:
+    """The GPU models a `gpu` tag names (one for a single-model run)."""
+    return [p for p in str(tag or "").split(GPU_MODELS_SEPARATOR) if p]
+
 RUN_KIND_TRAIN = "train"
 RUN_KIND_PROBE = "probe"
 RUN_KIND_PROBE_SESSION = "probe_session"
@@ -87,6 +106,12 @@ MEMORY_USED_GIB = "memory/used_gib"  # step = sample index, timestamp = wall clo
 MEMORY_WINDOW_PEAK_GIB = "memory/window_peak_gib"  # step = publish index
 MEMORY_TOTAL_GIB = "memory/total_gib"  # same steps as used_gib: the device total, a line in MLflow's panel
 MEMORY_LIMIT_GIB = "memory/limit_gib"  # same steps: the policy's max_memory_fraction x total
+MEMORY_DEVICE_PREFIX = "memory/device/"  # + "<i>/used_gib": one device's samples (i = CUDA index in the run)
+
+
+def memory_device_used_gib(index: int) -> str:
+    """`memory/device/<i>/used_gib`: device i's own samples; `memory/used_gib` is the largest device's."""
+    return f"{MEMORY_DEVICE_PREFIX}{int(index)}/used_gib"
 
 # --- metrics: per epoch (step = 1-based epoch) --------------------------------
 TRAIN_LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")

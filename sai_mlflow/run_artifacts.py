@@ -64,28 +64,23 @@ class RunFacts:
     memory_source: str = "rss"
     cache_mode: str | None = None
     data_on_tmpfs: bool | None = None
+    tags: dict[str, str] = field(default_factory=dict)  # the run's contract tags (devices, gpu, …), when known
 
 
 def _one_run_decision(facts: RunFacts, limit_fraction: float):
     """compare-runs' own core over this run alone: the same record, reasons and plot as a comparison."""
-    from .compare.decision import RunRecord, decide
+    from .compare.decision import decide
     from .compare.policy import load_policy, make_policy
+    from .compare.record import record_from_keys
 
-    s = facts.summary
-    rec = RunRecord(
-        run_id=facts.run_id, run_name=facts.run_name, batch_size=facts.batch_size,
-        batch_size_effective=facts.batch_size_effective, memory_source=facts.memory_source,
-        cache_mode=facts.cache_mode, data_on_tmpfs=facts.data_on_tmpfs,
-        step_s_steady=s.get(K.SUMMARY_STEP_S_STEADY), images_per_s=s.get(K.SUMMARY_IMAGES_PER_S),
-        warmup_batches=s.get(K.SUMMARY_WARMUP_BATCHES), data_wait_fraction=s.get(K.SUMMARY_DATA_WAIT_FRACTION),
-        peak_gib=s.get(K.SUMMARY_PEAK_GIB), total_gib=s.get(K.SUMMARY_TOTAL_GIB),
-        peak_fraction=s.get(K.SUMMARY_PEAK_FRACTION), best_map50=s.get(K.SUMMARY_BEST_MAP50),
-        eta_full_s=s.get(K.SUMMARY_ETA_FULL_S), epochs_completed=s.get(K.SUMMARY_EPOCHS_COMPLETED),
-        epochs_planned=s.get(K.SUMMARY_EPOCHS_PLANNED),
-        map50={i + 1: v for i, v in enumerate(facts.map50)} or None,
-        map50_last_epoch=len(facts.map50) or None,
-        memory_samples=len(facts.memory) or None,
-        memory_steady=facts.memory[len(facts.memory) // 2:] or None,
+    known = {K.TAG_BATCH_SIZE: facts.batch_size, K.TAG_BATCH_SIZE_EFFECTIVE: facts.batch_size_effective,
+             K.TAG_MEMORY_SOURCE: facts.memory_source, K.TAG_CACHE_MODE: facts.cache_mode,
+             K.TAG_DATA_ON_TMPFS: facts.data_on_tmpfs}
+    rec = record_from_keys(
+        facts.run_id, {**facts.tags, **{k: v for k, v in known.items() if v is not None}}, facts.summary,
+        run_name=facts.run_name,
+        map50={i + 1: v for i, v in enumerate(facts.map50)} or None, map50_last_epoch=len(facts.map50) or None,
+        memory_samples=len(facts.memory) or None, memory_steady=facts.memory[len(facts.memory) // 2:] or None,
     )
     policy = make_policy({**load_policy().as_dict(), "max_memory_fraction": limit_fraction})
     return decide([rec], policy)

@@ -326,8 +326,7 @@ class RunTracker:
                 step_s=[(self.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
                 memory=[((ts - t0) / 1000.0, g) for ts, g in self.monitor.samples],
                 map50=self.map50, memory_source=self.monitor.sampler.source,
-                cache_mode=self.setup_tags.get(K.TAG_CACHE_MODE),
-                data_on_tmpfs={"true": True, "false": False}.get(self.setup_tags.get(K.TAG_DATA_ON_TMPFS, "")))
+                tags=dict(self.setup_tags))  # cache_mode, data_on_tmpfs, devices: read by the record factory
             for path in write_run_report(save_dir, facts, self.limit_fraction):
                 self.publisher.put_artifact(str(path))
         except Exception as e:

@@ -93,7 +93,8 @@ def test_seed_reproduces_the_96_decision(sqlite_uri):
     code, obj = judge(sqlite_uri, "--experiment", "sai-net-stage1")
     assert code == 0
     runs = by_name(obj)
-    assert set(obj) == {"policy", "recommended", "suggested_batch", "runs", "links"}  # links: an addition
+    assert set(obj) == {"policy", "recommended", "suggested_batch", "suggested_batch_per_device", "runs",
+                        "links"}  # links, suggested_batch_per_device: additions
     assert set(obj["links"]["runs"]) == {x["run_id"] for x in obj["runs"]}
     assert obj["links"]["recommended"] == obj["links"]["runs"][runs["b96"]["run_id"]]
     assert obj["links"]["compare"].startswith("http://127.0.0.1:5000/#/compare-runs?runs=")
@@ -104,7 +105,7 @@ def test_seed_reproduces_the_96_decision(sqlite_uri):
     assert {"memory_over_limit", "map_degradation"} <= set(codes(runs["b128"], "reject"))
     assert runs["b128-cache-ram"]["verdict"] == "rejected"
     assert "double_cache" in codes(runs["b128-cache-ram"], "reject")
-    assert obj["suggested_batch"] == 116
+    assert obj["suggested_batch"] == obj["suggested_batch_per_device"] == 116
     assert runs["b128"]["peak_fraction"] == pytest.approx(0.986, abs=1e-3)
     assert runs["b128"]["best_mAP50"] == pytest.approx(0.467)
     assert runs["b96"]["best_mAP50"] is None  # no mAP yet: never invented

@@ -12,6 +12,7 @@ import pytest
 
 from sai_mlflow import keys as K
 from sai_mlflow.compare.policy import load_policy
+from sai_mlflow.compare.memfit import fit_peak_memory
 from sai_mlflow.guard import Guard, GuardConfigError, parse_stop_on, replay
 from sai_mlflow.importers.history_file import _tags, build, parse
 
@@ -47,7 +48,7 @@ def test_stop_on_memory_over_limit_stops_after_epoch_1(tmp_path, synthetic_data,
     assert run.info.status == "FINISHED"
     assert tags[K.TAG_STOPPED_BY] == "memory_over_limit"
     alert = tags[K.TAG_ALERT_PREFIX + "memory_over_limit"]
-    assert "limit 1 %" in alert and "--set batch=" in alert
+    assert "limit 1 %" in alert and "sai-mlflow probe --batches 4,6" in alert  # one run: no batch promised
     assert m[K.SUMMARY_EPOCHS_COMPLETED] == 1 and m[K.SUMMARY_EPOCHS_PLANNED] == 5
     assert _epochs_in_results(tmp_path) == 1
     assert list((tmp_path / "runs").rglob("last.pt"))
@@ -103,7 +104,11 @@ def test_seed_b128_replayed_through_the_guard():
     first_ep, first_t, first = fired[0]
     assert (first_ep, first.reason.code, first.stop) == (1, "memory_over_limit", True)
     assert "98.6 % of 140 GiB" in first.line and "in validation" in first.line
-    assert "largest safe batch 116: restart with --set batch=116" in first.line
+    assert "one run cannot tell" in first.line and "--set batch=" not in first.line
+    # with the b96 run as evidence, the fit (fixed part included) names the batch: the seed's 116
+    fit = fit_peak_memory([(96, 105.0), (128, 138.0)])
+    (_, _, with_fit), = [x for x in replay(metrics, tags, Guard(load_policy(), stop_on, memory_fit=fit)) if x[2]][:1]
+    assert "largest safe batch 116" in with_fit[0].line and "restart with --set batch=116" in with_fit[0].line
     # mAP degradation is seen at epoch 3 (the later window's first epoch), without stopping
     later = [(ep, a.reason.code, a.stop) for ep, _, a in fired[1:]]
     assert later == [(3, "map_degradation", False)]

@@ -233,6 +233,7 @@ def _run_training(args: dict, settings, findings, ctx, console):
             raise UsageError(f"Ultralytics refused the arguments: {e}") from None
         trainer.sai_audit = getattr(ctx, "audit", None)  # both read when the run opens, as training starts
         trainer.sai_preflight_tags = findings_as_tags(findings)
+        trainer.sai_memory_history = getattr(ctx, "history", None)  # comparable runs: the guard's memory fit
         try:
             trainer.train()
         except KeyboardInterrupt as e:

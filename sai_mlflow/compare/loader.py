@@ -25,9 +25,9 @@ from typing import Any
 
 from .. import keys as K
 from ..importers import ultralytics_mapping as U
-from ..telemetry.stats import finite
 from ..tracking.mlflow_errors import is_not_found
-from .decision import NEED_MAP50, NEED_MEMORY, RunRecord, plan_fetch
+from .decision import NEED_MAP50, NEED_MEMORY, plan_fetch
+from .record import RunRecord, parse_int, record_from_keys
 
 MEMORY_POINTS = 200
 PLOT_POINTS = 1500
@@ -102,75 +102,22 @@ def search_runs(client, experiment_ids: Sequence[str], filter_string: str = "", 
 
 # --- one record per run ------------------------------------------------------------------------
 
-def _int(v: Any) -> int | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return int(f) if math.isfinite(f) else None
-
-
-def _bool(v: Any) -> bool | None:
-    if v is None:
-        return None
-    s = str(v).strip().lower()
-    return True if s in ("true", "1", "yes") else False if s in ("false", "0", "no") else None
-
-
-def _num(metrics: dict, key: str) -> float | None:
-    return finite(metrics.get(key))
-
-
-def _unreadable(tags: dict, m: dict) -> dict[str, str]:
-    """Tags and summary metrics that are recorded but unusable (batch_size='abc', NaN): named, never guessed."""
-    out = {}
-    for tag, parse in ((K.TAG_BATCH_SIZE, _int), (K.TAG_BATCH_SIZE_EFFECTIVE, _int), (K.TAG_IMGSZ, _int),
-                       (K.TAG_DATA_ON_TMPFS, _bool)):
-        if tags.get(tag) is not None and parse(tags[tag]) is None:
-            out[tag] = str(tags[tag])[:40]
-    for key, v in m.items():
-        if key.startswith("summary/") and not math.isfinite(v):
-            out[key] = str(v)
-    return out
-
-
 def record_from_run(run) -> RunRecord:
+    """An MLflow Run -> its RunRecord (compare/record.py's factory), plus what the latest-metric table
+    tells about its series: how far val/mAP50 got and how many memory samples exist."""
     tags, m = run.data.tags, run.data.metrics
     latest = {x.key: x for x in getattr(run.data, "_metric_objs", [])}
     if U.is_native_run(tags, run.data.params, m):
         return _native_record(run, latest)
     mem = latest.get(K.MEMORY_USED_GIB)
     mapm = latest.get(K.VAL_MAP50)
-    return RunRecord(
-        run_id=run.info.run_id,
-        run_name=run.info.run_name,
-        status=run.info.status,
-        run_kind=tags.get(K.TAG_RUN_KIND),
+    return record_from_keys(
+        run.info.run_id, tags, m, run_name=run.info.run_name, status=run.info.status,
         experiment_id=run.info.experiment_id,
-        model=tags.get(K.TAG_MODEL),
-        imgsz=_int(tags.get(K.TAG_IMGSZ)),
-        dataset_digest=tags.get(K.TAG_DATASET_DIGEST),
-        gpu=tags.get(K.TAG_GPU),
-        batch_size=_int(tags.get(K.TAG_BATCH_SIZE)),
-        batch_size_effective=_int(tags.get(K.TAG_BATCH_SIZE_EFFECTIVE)),
-        cache_mode=tags.get(K.TAG_CACHE_MODE),
-        data_on_tmpfs=_bool(tags.get(K.TAG_DATA_ON_TMPFS)),
-        memory_source=tags.get(K.TAG_MEMORY_SOURCE),
-        step_s_steady=_num(m, K.SUMMARY_STEP_S_STEADY),
-        images_per_s=_num(m, K.SUMMARY_IMAGES_PER_S),
-        warmup_batches=_num(m, K.SUMMARY_WARMUP_BATCHES),
-        data_wait_fraction=_num(m, K.SUMMARY_DATA_WAIT_FRACTION),
-        peak_gib=_num(m, K.SUMMARY_PEAK_GIB),
-        total_gib=_num(m, K.SUMMARY_TOTAL_GIB),
-        peak_fraction=_num(m, K.SUMMARY_PEAK_FRACTION),
-        best_map50=_num(m, K.SUMMARY_BEST_MAP50),
-        eta_full_s=_num(m, K.SUMMARY_ETA_FULL_S),
-        epochs_completed=_num(m, K.SUMMARY_EPOCHS_COMPLETED),
-        epochs_planned=_num(m, K.SUMMARY_EPOCHS_PLANNED),
         map50_last_epoch=(int(mapm.step) if mapm is not None
-                          else _int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m else None),
+                          else parse_int(m.get(K.SUMMARY_EPOCHS_COMPLETED)) if not latest and K.VAL_MAP50 in m
+                          else None),
         memory_samples=int(mem.step) + 1 if mem is not None else None,
-        unreadable=_unreadable(tags, m),
     )
 
 
@@ -178,18 +125,13 @@ def _native_record(run, latest: dict) -> RunRecord:
     """A run Ultralytics' own MLflow callback logged, from its params (the trainer arguments) and the
     latest step of its per-epoch metrics; the series and results.csv are read by `load_native`."""
     p = run.data.params
-    ident = U.identity_tags(p)
     trained = latest.get(U.NATIVE_EPOCH_KEY)
     mapm = latest.get(U.NATIVE_MAP50)
     last = int(trained.step) if trained is not None else None
-    return RunRecord(
-        run_id=run.info.run_id, run_name=run.info.run_name, status=run.info.status,
-        run_kind=K.RUN_KIND_ULTRALYTICS,
-        model=ident.get(K.TAG_MODEL), imgsz=_int(ident.get(K.TAG_IMGSZ)),
-        batch_size=_int(ident.get(K.TAG_BATCH_SIZE)), cache_mode=ident.get(K.TAG_CACHE_MODE),
-        data_on_tmpfs=_bool(ident.get(K.TAG_DATA_ON_TMPFS)),
-        epochs_completed=last + 1 if last is not None else None,
-        epochs_planned=U.planned_epochs(p),
+    return record_from_keys(
+        run.info.run_id, {**U.identity_tags(p), K.TAG_RUN_KIND: K.RUN_KIND_ULTRALYTICS}, {},
+        run_name=run.info.run_name, status=run.info.status,
+        epochs_completed=last + 1 if last is not None else None, epochs_planned=U.planned_epochs(p),
         map50_last_epoch=min(int(mapm.step), last) + 1 if mapm is not None and last is not None else None,
     )
 

@@ -10,9 +10,13 @@ from typing import Any
 
 from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
-    ACCEPTABLE, DOUBLE_CACHE, INFO, MAP_DEGRADATION, MEMORY_OVER_LIMIT, NOT_COMPARABLE, RECOMMENDED,
-    REJECT, REJECTED, WARN, Decision, RunRecord, Verdict, duration_text, map_drop, pct,
+    ACCEPTABLE, IMPLAUSIBLE, INFO, NOT_COMPARABLE, RECOMMENDED, REJECT, REJECTED, WARN, Decision, RunRecord, Verdict,
+    duration_text, pct,
 )
+from .memfit import total_text
+from .reasons import phrase
+from .record import peak_fraction  # noqa: F401  (probe/report reads it from here)
+from .text import cell
 
 VERDICT_STYLE = {RECOMMENDED: "bold green", ACCEPTABLE: "green", REJECTED: "red", NOT_COMPARABLE: "dim"}
 
@@ -23,19 +27,12 @@ def _r(x: float | None, digits: int) -> float | None:
     return None if x is None else round(float(x), digits)
 
 
-def peak_fraction(r: RunRecord) -> float | None:
-    if r.peak_fraction is not None:
-        return r.peak_fraction
-    if r.peak_gib is not None and r.total_gib:
-        return r.peak_gib / r.total_gib
-    return None
-
-
 def run_dict(v: Verdict) -> dict[str, Any]:
     r = v.record
     return {
         "run_id": r.run_id, "run_name": r.run_name, "run_kind": r.run_kind,
         "batch_size": r.batch_size, "batch_size_effective": r.batch_size_effective,
+        "devices": r.device_count, "batch_per_device": r.batch_per_device,
         "cache_mode": r.cache_mode, "data_on_tmpfs": r.data_on_tmpfs,
         "step_s_steady": _r(r.step_s_steady, 4), "images_per_s": _r(r.images_per_s, 1),
         "peak_gib": _r(r.peak_gib, 2), "total_gib": _r(r.total_gib, 2),
@@ -49,14 +46,41 @@ def to_json_obj(d: Decision) -> dict[str, Any]:
     rec = None
     if d.recommended is not None:
         r = d.recommended.record
-        rec = {"run_id": r.run_id, "batch_size": r.batch_size_effective or r.batch_size}
+        rec = {"run_id": r.run_id, "batch_size": r.batch}
     out = {"policy": d.policy, "recommended": rec, "suggested_batch": d.suggested_batch,
+           "suggested_batch_per_device": d.suggested_batch_per_device,
            "runs": [run_dict(v) for v in d.verdicts]}
+    chosen = autobatch_choices(d)
+    if chosen:  # AutoBatch's settled batches, beside the recommendation and the fit's suggestion
+        out["autobatch"] = chosen
     if d.evidence:  # probes: points of the memory fit, never verdicts
         out["evidence"] = [{"run_id": r.run_id, "run_kind": r.run_kind, "batch_size": r.batch_size,
-                            "batch_size_effective": r.batch_size_effective, "peak_gib": _r(r.peak_gib, 2)}
+                            "batch_size_effective": r.batch_size_effective, "devices": r.device_count,
+                            "batch_per_device": r.batch_per_device, "peak_gib": _r(r.peak_gib, 2)}
                            for r in d.evidence]
     return out
+
+
+def autobatch_choices(d: Decision) -> list[dict[str, Any]]:
+    """Runs (judged or probes) whose batch was AutoBatch's choice: what it asked for and settled on."""
+    runs = [v.record for v in d.verdicts] + list(d.evidence)
+    return [{"run_id": r.run_id, "run_name": r.run_name, "requested": r.batch_size,
+             "batch_size_effective": r.batch_size_effective, "devices": r.device_count} for r in runs if r.autobatch]
+
+
+def autobatch_line(d: Decision) -> str | None:
+    """AutoBatch's choice beside the recommendation and the memory fit's suggestion, when both exist."""
+    chosen = [v.record for v in d.verdicts if v.record.autobatch] + [r for r in d.evidence if r.autobatch]
+    if not chosen or (d.recommended is None and d.suggested_batch is None):
+        return None
+    picks = "; ".join(f"{r.label} asked for batch={r.batch_size:g} and settled on "
+                      f"{r.batch_size_effective if r.batch_size_effective else 'an unrecorded batch'}" for r in chosen)
+    beside = []
+    if d.recommended is not None:
+        beside.append(f"recommended batch {d.recommended.record.batch}")
+    if d.suggested_batch is not None:
+        beside.append(f"largest batch predicted under the limit {d.suggested_batch}")
+    return f"AutoBatch: {picks}; beside the {' and the '.join(beside)}."
 
 
 def to_json(d: Decision) -> str:
@@ -67,8 +91,10 @@ def to_json(d: Decision) -> str:
 
 def _base(x: Verdict) -> str:
     r = x.record
-    b = r.batch_size_effective or r.batch_size
+    b = r.batch
     s = f"batch {b}" if b else x.record.label
+    if r.device_count > 1:
+        s += f" on {r.device_count} devices"
     if r.cache_mode and r.cache_mode != "none":
         s += f" with cache={r.cache_mode}"
     return s
@@ -88,24 +114,8 @@ def describer(all_v: Sequence[Verdict]) -> Callable[[Verdict], str]:
 
 
 def _phrase(v: Verdict, policy: dict) -> list[str]:
-    """Short plain-words reasons a run was rejected."""
-    r = v.record
-    out = []
-    for x in v.reasons:
-        if x.severity != REJECT:
-            continue
-        if x.code == MEMORY_OVER_LIMIT and peak_fraction(r) is not None and r.total_gib:
-            out.append(f"peaks at {pct(peak_fraction(r))} of {r.total_gib:.0f} GiB")
-        elif x.code == MAP_DEGRADATION and r.map50:
-            got = map_drop(r.map50, policy["map_early_epochs"], policy["map_late_epochs"])
-            a = policy["map_early_epochs"]
-            after = f"epoch {a[0]}" if a[0] == a[1] else f"epochs {a[0]}–{a[1]}"
-            out.append(f"its mAP@0.5 fell {(got[0] - got[1]) * 100:.1f} points after {after}" if got else x.message)
-        elif x.code == DOUBLE_CACHE:
-            out.append("caches images a second time that already live on a tmpfs")
-        else:
-            out.append(f"{x.code}: {x.message}")
-    return out
+    """Short plain-words reasons a run was rejected (the registry's phrases)."""
+    return [phrase(x, v.record, policy) for x in v.reasons if x.severity == REJECT]
 
 
 def _join(parts: list[str]) -> str:
@@ -122,8 +132,9 @@ def verdict_paragraph(d: Decision) -> str:
         rec = d.recommended
         desc = _describe(rec)
         eta = rec.record.eta_full_s
+        # the cost of the safer choice, against runs whose projected time is real (never an implausible one)
         faster = [v for v in rejected if eta is not None and v.record.eta_full_s is not None
-                  and v.record.eta_full_s < eta]
+                  and v.reason(IMPLAUSIBLE) is None and v.record.eta_full_s < eta]
         head = f"Recommended: {desc}"
         if faster:
             why = "; ".join(f"{_describe(v)} {_join(_phrase(v, d.policy))}" for v in faster)
@@ -154,12 +165,27 @@ def verdict_paragraph(d: Decision) -> str:
     if nc:
         text.append(f"{len(nc)} run{'s' if len(nc) > 1 else ''} not comparable with the group (different "
                     "model, imgsz, dataset or GPU) left out.")
-    if d.suggested_batch is not None and d.limit_gib is not None:
+    if d.suggested_batch_per_device is not None and d.limit_gib is not None:
         far = (" — far beyond the measured batches, treat as a bound, not a plan"
-               if d.suggested_batch > 2 * max(d.fit.batches) else "")
-        text.append(f"Largest batch predicted under the {pct(d.policy['max_memory_fraction'], 0)} limit "
-                    f"({d.limit_gib:.1f} GiB): {d.suggested_batch} (fit of peak memory over batches "
-                    f"{', '.join(str(b) for b in d.fit.batches)}{far}).")
+               if d.suggested_batch_per_device > 2 * max(d.fit.batches) else "")
+        per_device = any(v.record.device_count > 1 for v in members) or (d.suggested_devices or 1) > 1
+        if not per_device:
+            text.append(f"Largest batch predicted under the {pct(d.policy['max_memory_fraction'], 0)} limit "
+                        f"({d.limit_gib:.1f} GiB): {d.suggested_batch} (fit of peak memory over batches "
+                        f"{', '.join(str(b) for b in d.fit.batches)}{far}).")
+        else:
+            total = (f"{total_text(d.suggested_batch_per_device, d.suggested_devices)}: next "
+                     f"`--set batch={d.suggested_batch}` on {d.suggested_devices} device"
+                     f"{'s' if d.suggested_devices > 1 else ''}" if d.suggested_devices
+                     else f"{d.suggested_batch_per_device} per device (times the devices you train on)")
+            text.append(f"Largest batch predicted under the {pct(d.policy['max_memory_fraction'], 0)} limit "
+                        f"({d.limit_gib:.1f} GiB per device): {total} (fit of the largest device's peak over "
+                        f"batches per device {', '.join(str(b) for b in d.fit.batches)}{far}).")
+    elif d.fit is not None and d.fit.flat and d.limit_gib is not None:
+        text.append(f"No batch limit from memory: {d.fit.flat_text()} ({d.fit.basis()}).")
+    line = autobatch_line(d)
+    if line:
+        text.append(line)
     return " ".join(text)
 
 
@@ -190,15 +216,23 @@ COLUMNS = ("run", "batch", "eff", "cache", "tmpfs", "s/batch", "img/s", "peak/to
 
 
 def _f(x, fmt: str) -> str:
-    """A cell of sane width: +-1.8e308 (how SQL stores keep inf) prints as 1.8e+308, not 309 digits."""
-    if x is None:
-        return "—"
-    if isinstance(x, float) and (not math.isfinite(x) or abs(x) >= 1e7):
-        return format(x, ".3g")
-    return format(x, fmt)
+    """A cell of sane width (text.cell): +-1.8e308, how SQL stores keep inf, reads as inf, not 309 digits."""
+    return cell(x, fmt)
 
 
-def row_cells(v: Verdict) -> list[str]:
+def _batch_cell(x) -> str:
+    """A batch as recorded: 128, or an AutoBatch request -1 / 0.7."""
+    return _f(x, "g" if isinstance(x, float) else "d")
+
+
+def columns(d: Decision) -> tuple[str, ...]:
+    """The table's columns; `dev` (devices) after `eff` only when some run trained on several devices."""
+    if not any(v.record.device_count > 1 for v in d.verdicts):
+        return COLUMNS
+    return COLUMNS[:3] + ("dev",) + COLUMNS[3:]
+
+
+def row_cells(v: Verdict, devices: bool = False) -> list[str]:
     r = v.record
     frac = peak_fraction(r)
     mem = "—" if r.peak_gib is None else f"{_f(r.peak_gib, '.1f')}/{_f(r.total_gib, '.0f')}"
@@ -209,16 +243,23 @@ def row_cells(v: Verdict) -> list[str]:
     if unjudged:
         reasons += f" (+{unjudged} not judged)"
     name = f"{r.label} ({r.run_kind})" if r.run_kind == RUN_KIND_ULTRALYTICS else r.label
-    return [name, _f(r.batch_size, "d"), _f(r.batch_size_effective, "d"), r.cache_mode or "—", tmpfs,
+    dev = [str(r.device_count)] if devices else []
+    return [name, _batch_cell(r.batch_size), _f(r.batch_size_effective, "d"), *dev, r.cache_mode or "—", tmpfs,
             _f(r.step_s_steady, ".3f"), _f(r.images_per_s, ".1f"), mem,
             "—" if frac is None else pct(frac), "—" if r.best_map50 is None else pct(r.best_map50),
             "—" if r.eta_full_s is None else duration_text(r.eta_full_s), v.verdict, reasons]
 
 
+def _rows(d: Decision) -> tuple[tuple[str, ...], list[list[str]]]:
+    cols = columns(d)
+    return cols, [row_cells(v, len(cols) > len(COLUMNS)) for v in d.verdicts]
+
+
 def details(d: Decision) -> list[str]:
     lines = []
     if d.evidence:
-        pts = ", ".join(f"b{r.batch_size_effective or r.batch_size} {_f(r.peak_gib, '.1f')} GiB" for r in d.evidence)
+        pts = ", ".join(f"b{r.batch}{f' on {r.device_count} devices' if r.device_count > 1 else ''} "
+                        f"{_f(r.peak_gib, '.1f')} GiB" for r in d.evidence)
         lines.append(f"Evidence (probe runs, in the memory fit only, never recommended): {pts}")
     for v in d.verdicts:
         for x in v.reasons:
@@ -233,17 +274,18 @@ def details(d: Decision) -> list[str]:
 
 
 RICH_TABLE_MAX_ROWS = 500  # rich costs ~3-8 ms a row: 10,000 runs took over a minute; plain text takes ~1 s
-RIGHT = ("batch", "eff", "s/batch", "img/s", "peak/total GiB", "peak %", "best mAP50", "projected")
+RIGHT = ("batch", "eff", "dev", "s/batch", "img/s", "peak/total GiB", "peak %", "best mAP50", "projected")
 
 
 def plain_table(d: Decision) -> str:
     """The same columns as fixed-width text (for very many runs); the recommended row is marked `*`."""
-    rows = [list(COLUMNS)] + [row_cells(v) for v in d.verdicts]
+    cols, body = _rows(d)
+    rows = [list(cols)] + body
     marks = [" "] + ["*" if v.verdict == RECOMMENDED else " " for v in d.verdicts]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols) - 1)]
     lines = []
     for mark, r in zip(marks, rows):
-        cells = [c.rjust(w) if name in RIGHT else c.ljust(w) for name, c, w in zip(COLUMNS, r, widths)]
+        cells = [c.rjust(w) if name in RIGHT else c.ljust(w) for name, c, w in zip(cols, r, widths)]
         lines.append(f"{mark} " + "  ".join([*cells, r[-1]]))
     return "\n".join(lines)
 
@@ -260,10 +302,11 @@ def render_table(d: Decision, console) -> None:
             console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
         return
     t = Table(title="compare-runs", title_justify="left")
-    for c in COLUMNS:
+    cols, body = _rows(d)
+    for c in cols:
         t.add_column(c, justify="right" if c in RIGHT else "left", overflow="fold")
-    for v in d.verdicts:
-        t.add_row(*row_cells(v), style=VERDICT_STYLE.get(v.verdict))
+    for v, cells in zip(d.verdicts, body):
+        t.add_row(*cells, style=VERDICT_STYLE.get(v.verdict))
     console.print(t)
     console.print(verdict_paragraph(d), highlight=False)
     lines = details(d)
@@ -275,9 +318,10 @@ def to_markdown(d: Decision) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for v in d.verdicts:
-        cells = [esc(c) for c in row_cells(v)]
+    cols, body = _rows(d)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for v, row in zip(d.verdicts, body):
+        cells = [esc(c) for c in row]
         if v.verdict == RECOMMENDED:
             cells = [f"**{c}**" for c in cells]
         lines.append("| " + " | ".join(cells) + " |")

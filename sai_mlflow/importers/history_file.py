@@ -27,6 +27,7 @@ from ..telemetry.memory import memory_points
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
 from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
+from .ultralytics_mapping import batch_request, batch_text, is_autobatch
 from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
 
 FORMAT = "sai-history/1"
@@ -97,8 +98,9 @@ class RunSpec(_Strict):
     name: str
     status: str = "FINISHED"
     start: datetime
-    batch: int = Field(ge=1)
-    batch_effective: int | None = Field(None, ge=1)
+    batch: int | float  # the request: a batch >= 1, or AutoBatch's -1 or a fraction such as 0.7
+    batch_effective: int | None = Field(None, ge=1)  # what it trained with (required after an AutoBatch request)
+    devices: int | None = Field(None, ge=1)  # DDP world size; batch is the total, memory the largest device's
     cache: str = "none"
     train_images: int | None = Field(None, ge=1)
     batches_per_epoch: int | None = Field(None, ge=1)
@@ -124,8 +126,20 @@ class RunSpec(_Strict):
             return "none"
         return v
 
+    @field_validator("batch", mode="before")
+    @classmethod
+    def _batch_request(cls, v: Any) -> Any:
+        """A whole batch, or an AutoBatch request (Ultralytics' -1, or a fraction in (0, 1))."""
+        got = batch_request(v)
+        if got is None:
+            raise ValueError(f"batch must be a whole number >= 1, or AutoBatch's -1 or a fraction in (0, 1), not {v!r}")
+        return got
+
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
+        if is_autobatch(self.batch) and self.batch_effective is None:
+            raise ValueError(f"batch {self.batch:g} is an AutoBatch request: give batch_effective, the batch it "
+                             "settled on (Ultralytics prints it: 'AutoBatch: Using batch-size N')")
         if self.status not in ("FINISHED", "FAILED", "KILLED", "RUNNING"):
             raise ValueError(f"status must be FINISHED, FAILED, KILLED or RUNNING, not {self.status}")
         if self.cache not in K.CACHE_MODES:
@@ -379,11 +393,13 @@ def _epochs(spec: RunSpec, tl: Timeline, clock: _Clock, mem: list[tuple[float, f
 
 def _tags(spec: RunSpec) -> dict[str, str]:
     tags = {
-        K.TAG_BATCH_SIZE: str(spec.batch),
+        K.TAG_BATCH_SIZE: batch_text(spec.batch),
         K.TAG_BATCH_SIZE_EFFECTIVE: str(spec.batch_effective or spec.batch),
         K.TAG_CACHE_MODE: spec.cache,
         K.TAG_RUN_KIND: "replay",
     }
+    if spec.devices is not None:
+        tags[K.TAG_DEVICES] = str(spec.devices)
     if spec.memory is not None:
         tags[K.TAG_MEMORY_SOURCE] = spec.memory.source
     for k, v in spec.tags.items():
@@ -427,7 +443,7 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         generated = provenance.generated_series(spec)
         if generated:
             tags[K.TAG_GENERATED_SERIES] = ",".join(generated)
-        params = {"batch": spec.batch, "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
+        params = {"batch": batch_text(spec.batch), "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
         if spec.epochs_planned:
             params.setdefault("epochs", spec.epochs_planned)
         params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in params.items()})

@@ -64,6 +64,43 @@ def batch(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and v == int(v) else None
 
 
+def is_autobatch(x: Any) -> bool:
+    """Ultralytics' AutoBatch request: -1 (its default share of device memory) or a fraction in (0, 1)."""
+    return (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            and (x == -1 or 0 < x < 1))
+
+
+def batch_request(v: Any) -> int | float | None:
+    """`batch` as requested: a whole number >= 1, or an AutoBatch request (-1, 0.7); None otherwise.
+    Written as the `batch_size` tag as given, so the request is never lost; the batch trained with is
+    `batch_size_effective` (AutoBatch's choice)."""
+    v = arg_value(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    if v >= 1 and v == int(v):
+        return int(v)
+    return -1 if v == -1 else float(v) if is_autobatch(v) else None
+
+
+def batch_text(x: int | float) -> str:
+    """A batch request as a tag/cell: 128, -1, 0.7."""
+    return str(int(x)) if float(x) == int(x) else f"{x:g}"
+
+
+def device_count(v: Any) -> int | None:
+    """Devices Ultralytics trains on for its `device` argument: "0,1,2,3" or [0, 1] -> DDP over that
+    many; "0", "cuda:0", "cpu", "mps", -1 -> 1. None when not given (unknown)."""
+    v = arg_value(v)
+    if v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in ("", "none")):
+        return None
+    if isinstance(v, (list, tuple)):
+        return len([x for x in v if str(x).strip()]) or None
+    if isinstance(v, (int, float)):
+        return 1
+    parts = [p for p in str(v).strip().strip("[]()").split(",") if p.strip()]
+    return len(parts) or None
+
+
 def imgsz(v: Any) -> int | None:
     """The size trained at (ultralytics_args.train_imgsz), from a param string too."""
     return train_imgsz(arg_value(v))
@@ -95,11 +132,15 @@ def data_on_tmpfs(data: str | None) -> bool | None:
 
 
 def identity_tags(args: Mapping[str, Any]) -> dict[str, str]:
-    """The contract tags the trainer arguments give: batch_size, cache_mode, model, imgsz, data_on_tmpfs."""
+    """The contract tags the trainer arguments give: batch_size (as requested: AutoBatch's -1 or 0.7 too),
+    devices (from `device`), cache_mode, model, imgsz, data_on_tmpfs."""
     tags: dict[str, str] = {}
-    b = batch(args.get("batch"))
-    if b:
-        tags[K.TAG_BATCH_SIZE] = str(b)
+    b = batch_request(args.get("batch"))
+    if b is not None:
+        tags[K.TAG_BATCH_SIZE] = batch_text(b)
+    n = device_count(args.get("device"))
+    if n is not None:
+        tags[K.TAG_DEVICES] = str(n)
     if "cache" in args:
         tags[K.TAG_CACHE_MODE] = cache(args.get("cache"))
     m = model_name(args.get("model"))

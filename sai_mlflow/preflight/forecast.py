@@ -1,4 +1,9 @@
-"""memory_forecast: the peak a batch will reach, from comparable runs in the store (validation included)."""
+"""memory_forecast: the peak a batch will reach, from comparable runs in the store (validation included).
+
+Per device: under DDP the configured batch is the total and each device holds batch // devices, so the fit
+is the largest device's peak against the batch per device of each earlier run, the prediction is for the
+planned per-device batch, and the largest batch that fits is per device times the planned devices.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,11 @@ class ForecastRecord:
     imgsz: int
     gpu: str
     run_id: str = ""
+    devices: int = 1  # the run's DDP world size: its batch per device is batch_effective // devices
+
+    @property
+    def batch_per_device(self) -> int:
+        return self.batch_effective // max(1, self.devices)
 
 
 def _gpu_for(s: State) -> GpuInfo | None:
@@ -48,7 +58,7 @@ def check_memory_forecast(s: State) -> list[Finding]:
     comparable = [r for r in history
                   if _model_key(r.model) == model and int(r.imgsz) == a.imgsz and r.gpu == gpu_name
                   and r.batch_effective and r.peak_gib is not None and math.isfinite(r.peak_gib)]
-    fit = fit_peak_memory([(r.batch_effective, r.peak_gib) for r in comparable])
+    fit = fit_peak_memory([(r.batch_per_device, r.peak_gib) for r in comparable])
     if fit is None:
         return [Finding("info", "memory_forecast",
                         f"no forecast: {len(comparable)} comparable run(s) (model {model or '?'}, imgsz {a.imgsz}, "
@@ -60,22 +70,29 @@ def check_memory_forecast(s: State) -> list[Finding]:
         return [Finding("info", "memory_forecast", "no forecast: comparable runs carry no device total")]
     frac = s.ctx.max_memory_fraction
     limit = frac * total
-    pred = fit.predict(a.batch)
-    best = fit.largest_batch_under(limit)
-    basis = (f"fit over {len(comparable)} runs at batches {list(fit.batches)}: "
+    devices = len(a.cuda) if a.cuda else 1
+    per_device = a.batch // devices
+    pred = fit.predict(per_device)
+    per = " per device" if devices > 1 or any(r.devices > 1 for r in comparable) else ""
+    basis = (f"fit over {len(comparable)} runs at batches{per} {list(fit.batches)}: "
              f"{fit.intercept_gib:.1f} GiB + {fit.slope_gib_per_image:.3f} GiB per image")
+    if fit.flat:
+        return [Finding("info", "memory_forecast", f"batch {a.batch} predicted to peak at {pred:.1f} GiB on {gpu_name}; "
+                                                   f"{fit.flat_text()} ({basis})")]
+    best_pd = fit.largest_batch_under(limit)
+    best = best_pd * devices if best_pd else None
+    what = f"batch {a.batch}" + (f" ({per_device} per device on {devices} devices)" if devices > 1 else "")
+    fits = f"{best} ({best_pd} per device)" if best and devices > 1 else f"{best}" if best else "none"
     if pred > limit:
         return [Finding(
             "error", "memory_forecast",
-            f"batch {a.batch} is predicted to peak at {pred:.1f} GiB (validation included) on {gpu_name}, over the "
-            f"limit {limit:.1f} GiB ({frac:.0%} of {total:.1f} GiB); largest batch predicted to fit: "
-            f"{best if best else 'none'} ({basis})",
+            f"{what} is predicted to peak at {pred:.1f} GiB (validation included) on {gpu_name}, over the "
+            f"limit {limit:.1f} GiB ({frac:.0%} of {total:.1f} GiB); largest batch predicted to fit: {fits} ({basis})",
             f"batch: {best}" if best else "a smaller imgsz or model",
         )]
     return [Finding("info", "memory_forecast",
-                    f"batch {a.batch} predicted to peak at {pred:.1f} GiB ({pred / total:.0%} of {total:.1f} GiB, limit "
-                    f"{frac:.0%}); largest batch predicted to fit: {best} ({basis})")]
-
+                    f"{what} predicted to peak at {pred:.1f} GiB ({pred / total:.0%} of {total:.1f} GiB, limit "
+                    f"{frac:.0%}); largest batch predicted to fit: {fits} ({basis})")]
 
 
 def load_forecast_history(client, experiment_ids, model: str | None, imgsz: int | None,
@@ -92,11 +109,12 @@ def load_forecast_history(client, experiment_ids, model: str | None, imgsz: int 
     out: list[ForecastRecord] = []
     for run in search_runs(client, experiment_ids, tag_equals=wanted):
         r = record_from_run(run)
-        batch = r.batch_size_effective or r.batch_size
+        batch = r.batch
         if r.status == "FAILED" or not batch or r.peak_gib is None or r.imgsz is None:
             continue
         rec = ForecastRecord(batch_effective=batch, peak_gib=r.peak_gib, total_gib=r.total_gib or 0.0,
-                             model=r.model or "", imgsz=r.imgsz, gpu=r.gpu or "", run_id=r.run_id)
+                             model=r.model or "", imgsz=r.imgsz, gpu=r.gpu or "", run_id=r.run_id,
+                             devices=r.device_count)
         if model is not None and _model_key(rec.model) != _model_key(model):
             continue
         if imgsz is not None and rec.imgsz != int(imgsz):

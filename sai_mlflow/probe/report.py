@@ -45,10 +45,15 @@ def summary_lines(result) -> list[str]:
         how = (f"fit over batches {list(f.batches)}: {f.intercept_gib:.2f} GiB + {f.slope_gib_per_image:.4f} GiB "
                "per image, validation included") if len(f.batches) > 1 else \
             f"proportional from batch {f.batches[0]} alone (conservative)"
-        if f.slope_gib_per_image <= 0:
-            how += "; memory does not grow with the batch here, so the fit bounds no batch"
-        lines.append(f"Largest safe batch: {d.suggested_batch if d.suggested_batch else '—'} under the limit "
+        if len(f.batches) > 1 and f.flat:
+            how += f"; {f.flat_text()}"
+        per = (f" ({d.suggested_batch_per_device} per device on {d.suggested_devices} devices)"
+               if d.suggested_batch and (d.suggested_devices or 1) > 1 else "")
+        lines.append(f"Largest safe batch: {d.suggested_batch if d.suggested_batch else '—'}{per} under the limit "
                      f"{result.limit_gib:.2f} GiB ({pct(d.policy['max_memory_fraction'], 0)}; {how}).")
+    auto = render.autobatch_line(d)
+    if auto:
+        lines.append(auto)
     for fc in result.forecast:
         lines.append(f"Forecast: batch {fc['batch_size']} → {fc['predicted_peak_gib']:.2f} GiB")
     if result.stop_reason:
