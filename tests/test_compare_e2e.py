@@ -430,15 +430,15 @@ def test_compare_is_fast_on_many_small_runs(sqlite_uri, client):
 
 
 def test_sql_fast_path_and_public_api_agree(sqlite_uri, client, monkeypatch):
-    """Series come from a plain range scan on SQL stores and from MLflow's public API elsewhere (HTTP):
+    """Series come from a plain range scan on SQL stores and from MLflow's public API elsewhere:
     the same verdicts and messages either way."""
-    from sai_mlflow.compare import loader as history
+    from sai_mlflow.backend import read_sql
 
     log_run(client, "leaky", memory=flat_memory(leak_per_h=3.0), map50=[0.5, 0.5, 0.4, 0.4, 0.4])
     log_run(client, "fine", memory=flat_memory(), map50=[0.5, 0.5, 0.5, 0.5, 0.5],
             summary={K.SUMMARY_ETA_FULL_S: 5000.0})
     _, fast = judge(sqlite_uri, "--experiment", EXP)
-    monkeypatch.setattr(history, "_sql_store", lambda client: None)
+    monkeypatch.setattr(read_sql, "sql_reader", lambda uri: None)  # MLflow's client reads instead
     _, slow = judge(sqlite_uri, "--experiment", EXP)
     assert fast == slow
     assert codes(by_name(fast)["leaky"], "reject") == ["map_degradation", "memory_leak"]

@@ -152,6 +152,7 @@ def test_postgres_uri_train_import_compare_promote_and_sync_after_a_restart(pg, 
     assert cmp.returncode == 0, cmp.stderr[-3000:]
     assert json.loads(cmp.stdout)["recommended"]["batch_size"] == 96
 
+    from sai_mlflow.backend import read_mlflow, read_rest, read_sql
     from sai_mlflow.compare import loader
     from sai_mlflow.compare.policy import load_policy
 
@@ -159,11 +160,11 @@ def test_postgres_uri_train_import_compare_promote_and_sync_after_a_restart(pg, 
         raise AssertionError("compare-runs left the SQL fast path")
 
     sql_calls = []
-    real = loader._sql_series
-    monkeypatch.setattr(loader, "_rest_series", no_fallback)
-    monkeypatch.setattr(loader, "_public_series", no_fallback)
-    monkeypatch.setattr(loader, "_sql_series", lambda *a, **k: sql_calls.append(a[1]) or real(*a, **k))
-    records = loader.load_records(client, experiment="seed", policy=load_policy(None), progress=False)
+    real = read_sql.SqlReader.series
+    monkeypatch.setattr(read_rest.RestReader, "series", no_fallback)
+    monkeypatch.setattr(read_mlflow.MlflowReader, "series", no_fallback)
+    monkeypatch.setattr(read_sql.SqlReader, "series", lambda *a, **k: sql_calls.append(a[1]) or real(*a, **k))
+    records = loader.load_records(uri, experiment="seed", policy=load_policy(None), progress=False)
     assert len(records) == 3 and sql_calls and any(r.memory_steady for r in records)
     monkeypatch.undo()
 

@@ -9,7 +9,8 @@ CLI's error boundary). The rest of the package speaks `TrackingBackend` and `Run
   final status. The spool (tracking/spool/) is a backend-neutral write-ahead log replayed through it, by
   the live uploader and by `sai-mlflow sync` alike;
 - the dataset a run trained on, and its model (`log_model`; found again by `find_model` for promote);
-- reading runs for compare-runs: `read_*.py` files in this room (the loader's fast paths);
+- reading runs for compare-runs: `read_*.py` files in this room (`read_api.py` is the reader interface;
+  SQL, REST and the MLflow client behind it: the loader's fast paths);
 - what the store offers (`capabilities`: an MLflow 2.x server has no logged models).
 
 A second backend is one new room (docs/architecture.md): implement the protocols of interface.py and let

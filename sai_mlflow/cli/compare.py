@@ -35,6 +35,16 @@ def _client(tracking_uri: str | None):
         return make_client(uri)
 
 
+def _reader(tracking_uri: str | None):
+    """The store's fastest reader (SQL, REST, else MLflow's client): reading imports no `mlflow` where it can."""
+    from ..backend.read_api import reader_for
+    from ..tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    with store_refusals(uri):
+        return uri, reader_for(uri)
+
+
 @click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_ids", nargs=-1)
 @click.option("--experiment", "-e", help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
@@ -76,11 +86,11 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
             "max_slowdown": max_slowdown})
     except PolicyError as e:
         raise UsageError(str(e)) from None
-    client = _client(tracking_uri)
+    uri, reader = _reader(tracking_uri)
     exp = None if run_ids else resolve_experiment(experiment)
     try:
-        with store_refusals(client.tracking_uri, "reading these runs"):
-            records = load_records(client, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
+        with store_refusals(uri, "reading these runs"):
+            records = load_records(reader, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
     except InputError as e:
         raise UsageError(str(e)) from None
     records, probes = split_evidence(records)
@@ -89,7 +99,8 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
                          "read their session with `sai-mlflow probe`'s report, or compare finished trainings")
     decision = decide(records, policy, evidence=probes)
     links = _links(ui_url, decision)
-    series = plot_series(client, records) if (plot_file or log_report) else None
+    series = plot_series(reader, records) if (plot_file or log_report) else None
+    client = _client(uri) if (log_report or tag_runs) else None  # writing: MLflow's client
     if log_report:
         from ..compare.publish import log_report as write_report
         from ..tracking.store import get_or_create_experiment
