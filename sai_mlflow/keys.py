@@ -20,6 +20,7 @@ TAG_STAGE = "stage"
 TAG_RUN_KIND = "run_kind"
 TAG_MEMORY_SOURCE = "memory_source"
 TAG_DATASET_DIGEST = "dataset_digest"
+DEVICES = "devices"  # the DDP world size; 1 for one device or the CPU; absent (older runs) means 1
 
 CONTRACT_TAGS = (
     TAG_BATCH_SIZE, TAG_BATCH_SIZE_EFFECTIVE, TAG_CACHE_MODE, TAG_DATA_ON_TMPFS, TAG_GPU,
@@ -87,6 +88,12 @@ MEMORY_USED_GIB = "memory/used_gib"  # step = sample index, timestamp = wall clo
 MEMORY_WINDOW_PEAK_GIB = "memory/window_peak_gib"  # step = publish index
 MEMORY_TOTAL_GIB = "memory/total_gib"  # same steps as used_gib: the device total, a line in MLflow's panel
 MEMORY_LIMIT_GIB = "memory/limit_gib"  # same steps: the policy's max_memory_fraction x total
+MEMORY_DEVICE_PREFIX = "memory/device/"  # DDP: memory/device/<i>/used_gib per CUDA index i of the run
+
+
+def memory_device_key(index: int) -> str:
+    """The per-device series of a multi-device run, at the same steps as `memory/used_gib` (the largest)."""
+    return f"{MEMORY_DEVICE_PREFIX}{index}/used_gib"
 
 # --- metrics: per epoch (step = 1-based epoch) --------------------------------
 TRAIN_LOSSES = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
