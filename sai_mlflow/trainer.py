@@ -10,7 +10,6 @@ the environment (see tracking/settings.py). Only rank -1/0 records; the launchin
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -20,12 +19,11 @@ from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
 from .errors import StoreConfigError
-from .keys import ENV_RUN_ID
 from .log import warn
 from .telemetry.ranks import gather_epoch_peaks
 from .tracker import RunTracker
 from .tracking.context import source_tags
-from .tracking.settings import TrackingSettings
+from .tracking.settings import SettingsError, TrackingSettings, hand_on, restored_settings
 from .tracking.store import get_or_create_experiment, make_client
 
 ULTRALYTICS_MLFLOW_MODULE = "ultralytics.utils.callbacks.mlflow"
@@ -112,8 +110,8 @@ def on_pretrain_routine_start(trainer) -> None:
         return
     try:
         trainer.sai_tracker = RunTracker(trainer)
-    except StoreConfigError:
-        raise  # a misconfigured store is refused before training (the spool is for outages)
+    except (StoreConfigError, SettingsError):
+        raise  # a misconfigured store or setting is refused before training (the spool is for outages)
     except Exception as e:
         trainer.sai_tracker = None
         warn(f"sai_mlflow: tracking is off for this run: {type(e).__name__}: {str(e)[:400]}; "
@@ -196,7 +194,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
     def train(self):
         status = "FAILED"
         launcher = bool(self.ddp) and RANK == -1
-        with stop_on_signals(forward=launcher) as received:
+        with stop_on_signals(forward=launcher) as received, restored_settings():
             ddp_run = self._open_run_for_ddp() if launcher else None
             try:
                 super().train()
@@ -224,9 +222,9 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 # train's preflight findings: set on this trainer, which the workers do not inherit
                 tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
                 s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name, tags=tags).info.run_id
-                os.environ[ENV_RUN_ID] = s.run_id
+            hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
             return client, s.run_id
-        except StoreConfigError:
+        except (StoreConfigError, SettingsError):
             raise
         except Exception as e:
             warn(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
