@@ -290,6 +290,7 @@ class RunTracker:
         if self.system is not None:
             self.system.stop()
         save_dir = Path(trainer.save_dir)
+        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}  # once, for all below
         try:
             from .run_artifacts import write_batch_table, write_memory_timeline
 
@@ -302,7 +303,7 @@ class RunTracker:
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
         if self.last_train_epoch:
-            self._write_run_report(trainer, save_dir)
+            self._write_run_report(trainer, save_dir, summary)
         if (save_dir / "results.csv").is_file():
             self.publisher.put_artifact(str(save_dir / "results.csv"))
         if (save_dir / "args.yaml").is_file():  # a redacted copy: args may hold a URL with credentials
@@ -314,18 +315,17 @@ class RunTracker:
         for name in ("best.pt", "last.pt"):
             if (Path(trainer.wdir) / name).is_file():
                 self.publisher.put_artifact(str(Path(trainer.wdir) / name), "weights")
-        if self.last_train_epoch:
-            self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0)
-                                              for k, v in self._summary(trainer, self.last_train_epoch).items()]))
+        if summary:
+            self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0) for k, v in summary.items()]))
         if status == "FINISHED":
-            self._log_model(trainer)
+            self._log_model(trainer, summary)
         complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
         if not complete:
             warn(f"sai_mlflow: the tracking store did not take everything within "
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
-    def _write_run_report(self, trainer, save_dir: Path) -> None:
+    def _write_run_report(self, trainer, save_dir: Path, summary: dict[str, float]) -> None:
         """The run's own summary.md and run_plot.png (run_artifacts.py), beside memory_timeline.png."""
         try:
             from .run_artifacts import RunFacts, write_run_report
@@ -335,7 +335,7 @@ class RunTracker:
             facts = RunFacts(
                 run_id=self.run_id, run_name=self.settings.run_name or str(trainer.args.name),
                 batch_size=self.requested_batch, batch_size_effective=int(trainer.batch_size),
-                summary=self._summary(trainer, self.last_train_epoch),
+                summary=summary,
                 step_s=[(self.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
                 memory=[((ts - t0) / 1000.0, g) for ts, g in self.monitor.samples],
                 map50=self.map50, memory_source=self.monitor.sampler.source,
@@ -346,14 +346,12 @@ class RunTracker:
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
 
-    def _log_model(self, trainer) -> None:
+    def _log_model(self, trainer, summary: dict[str, float]) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
         if not (self.settings.log_model and best.is_file()):
             return
         from .model import log_detector_model, model_name_for
-
-        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}
 
         try:
             if self.client is None:
