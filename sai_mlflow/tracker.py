@@ -17,7 +17,7 @@ from .log import warn
 from .redact import redacted_yaml_copy
 from .telemetry.clock import BatchClock
 from .telemetry.epoch import EpochInputs, epoch_metrics
-from .telemetry.memory import memory_points, sampler_for, torch_peaks_gib
+from .telemetry.memory import memory_points, sampler_for
 from .telemetry.monitor import MemoryMonitor
 from .telemetry.summary import SummaryInputs, compute_summary
 from .tracking.publisher import Publisher
@@ -32,6 +32,11 @@ SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the s
 REDACTED_DIR = ".sai_mlflow"  # under the Ultralytics run dir: redacted copies of files that are uploaded
 
 
+def devices_of(trainer) -> int:
+    """The `devices` tag: Ultralytics' world size (0 on the CPU, 1 on one GPU) as a device count."""
+    return max(int(getattr(trainer, "world_size", 1) or 1), 1)
+
+
 def dataset_name(audit) -> str:
     """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder."""
     return Path(audit.data_yaml).parent.name or "dataset"
@@ -42,7 +47,6 @@ class RunTracker:
 
     def __init__(self, trainer, settings: TrackingSettings | None = None, sink: Sink | None = None) -> None:
         self.settings = settings or TrackingSettings.from_env()
-        self.disabled = False
         self._failed_hooks: set[str] = set()
         self.clock = BatchClock()
         self.requested_batch: int | None = None
@@ -75,7 +79,8 @@ class RunTracker:
             self.experiment_id = opened.experiment_id
             self.resumed, self.existing_params = opened.resumed, opened.existing_params
             self.clock.offset, self.mem_offset, self.window_index, system_offset = opened.next_steps
-        self.monitor = MemoryMonitor(sampler_for(trainer.device), self.settings.memory_interval_s,
+        self.monitor = MemoryMonitor(sampler_for(trainer.device, getattr(trainer.args, "device", None)),
+                                     self.settings.memory_interval_s,
                                      report=warn).start()
         self.system = self._start_system_metrics(system_offset)
         self.publisher = Publisher(
@@ -126,8 +131,14 @@ class RunTracker:
         n = len(samples)
         start, self._mem_cursor = self._mem_cursor, n
         total = self.monitor.sampler.total_gib
-        return Batch(metrics=[p for i, (ts, gib) in enumerate(samples[start:n])
-                              for p in memory_points(gib, total, self.limit_fraction, ts, self.mem_offset + start + i)])
+        pts = [p for i, (ts, gib) in enumerate(samples[start:n])
+               for p in memory_points(gib, total, self.limit_fraction, ts, self.mem_offset + start + i)]
+        indices = self.monitor.indices
+        if len(indices) > 1:  # DDP: each device at the same steps (the monitor keeps them at least as long)
+            each = self.monitor.device_samples
+            pts += [(K.memory_device_used_gib(d), gib, samples[start + i][0], self.mem_offset + start + i)
+                    for i, row in enumerate(each[start:n]) for d, gib in zip(indices, row)]
+        return Batch(metrics=pts)
 
     def _collect_memory_window(self) -> Batch:
         """Once per publish window (5 s), not per spool write: the window's highest sample."""
@@ -172,6 +183,7 @@ class RunTracker:
             K.TAG_STAGE: self.settings.stage,
             K.TAG_RUN_KIND: self.settings.run_kind,
             K.TAG_MEMORY_SOURCE: self.monitor.sampler.source,
+            K.TAG_DEVICES: str(devices_of(trainer)),
         }
         self.setup_tags = tags
         # train's preflight findings (`preflight.<code>`): set on the trainer before the run existed
@@ -223,7 +235,8 @@ class RunTracker:
         self.val_wall_start = time.time()
         self.last_train_epoch = trainer.epoch + 1
 
-    def on_fit_epoch_end(self, trainer) -> None:
+    def on_fit_epoch_end(self, trainer, torch_peaks: tuple[float, float] | None = None) -> None:
+        """`torch_peaks`: the CUDA allocator peaks of this epoch, the largest over every rank (trainer.py)."""
         epoch = trainer.epoch + 1
         if epoch > self.last_train_epoch:
             return  # Ultralytics' final validation of best.pt (logged at epochs+1): not an epoch
@@ -240,7 +253,7 @@ class RunTracker:
             losses=trainer.label_loss_items(trainer.tloss, prefix="train"),
             val_metrics=(trainer.metrics or {}) if validated else None,
             lr=getattr(trainer, "lr", None) or {},
-            train_peak_gib=self.train_peak, val_peak_gib=val_peak, torch_peaks_gib=torch_peaks_gib(trainer.device),
+            train_peak_gib=self.train_peak, val_peak_gib=val_peak, torch_peaks_gib=torch_peaks,
             step_s=[w + c for w, c, _ in self.clock.rows[self.epoch_rows_start:]],
             duration_s=duration, epoch_durations_s=self.epoch_seconds,
         ))
@@ -277,6 +290,7 @@ class RunTracker:
         if self.system is not None:
             self.system.stop()
         save_dir = Path(trainer.save_dir)
+        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}  # once, for all below
         try:
             from .run_artifacts import write_batch_table, write_memory_timeline
 
@@ -289,7 +303,7 @@ class RunTracker:
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's tables/plots ({e})")
         if self.last_train_epoch:
-            self._write_run_report(trainer, save_dir)
+            self._write_run_report(trainer, save_dir, summary)
         if (save_dir / "results.csv").is_file():
             self.publisher.put_artifact(str(save_dir / "results.csv"))
         if (save_dir / "args.yaml").is_file():  # a redacted copy: args may hold a URL with credentials
@@ -301,18 +315,17 @@ class RunTracker:
         for name in ("best.pt", "last.pt"):
             if (Path(trainer.wdir) / name).is_file():
                 self.publisher.put_artifact(str(Path(trainer.wdir) / name), "weights")
-        if self.last_train_epoch:
-            self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0)
-                                              for k, v in self._summary(trainer, self.last_train_epoch).items()]))
+        if summary:
+            self.publisher.put(Batch(metrics=[(k, v, int(time.time() * 1000), 0) for k, v in summary.items()]))
         if status == "FINISHED":
-            self._log_model(trainer)
+            self._log_model(trainer, summary)
         complete = self.publisher.close(status, timeout=self.settings.final_flush_timeout_s)
         if not complete:
             warn(f"sai_mlflow: the tracking store did not take everything within "
                    f"{self.settings.final_flush_timeout_s:.0f} s; run {self.run_id} is incomplete in MLflow")
         return complete
 
-    def _write_run_report(self, trainer, save_dir: Path) -> None:
+    def _write_run_report(self, trainer, save_dir: Path, summary: dict[str, float]) -> None:
         """The run's own summary.md and run_plot.png (run_artifacts.py), beside memory_timeline.png."""
         try:
             from .run_artifacts import RunFacts, write_run_report
@@ -322,7 +335,7 @@ class RunTracker:
             facts = RunFacts(
                 run_id=self.run_id, run_name=self.settings.run_name or str(trainer.args.name),
                 batch_size=self.requested_batch, batch_size_effective=int(trainer.batch_size),
-                summary=self._summary(trainer, self.last_train_epoch),
+                summary=summary,
                 step_s=[(self.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
                 memory=[((ts - t0) / 1000.0, g) for ts, g in self.monitor.samples],
                 map50=self.map50, memory_source=self.monitor.sampler.source,
@@ -332,14 +345,12 @@ class RunTracker:
         except Exception as e:
             warn(f"sai_mlflow: could not write the run's summary report/plot ({type(e).__name__}: {e})")
 
-    def _log_model(self, trainer) -> None:
+    def _log_model(self, trainer, summary: dict[str, float]) -> None:
         """best.pt as an MLflow pyfunc model (docs/registry.md), before the run is closed; bounded wait."""
         best = Path(getattr(trainer, "best", "") or "")
         if not (self.settings.log_model and best.is_file()):
             return
         from .model import log_detector_model, model_name_for
-
-        summary = self._summary(trainer, self.last_train_epoch) if self.last_train_epoch else {}
 
         try:
             if self.client is None:

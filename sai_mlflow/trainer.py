@@ -10,7 +10,6 @@ the environment (see tracking/settings.py). Only rank -1/0 records; the launchin
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -20,11 +19,11 @@ from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
 from .errors import StoreConfigError
-from .keys import ENV_RUN_ID
 from .log import warn
+from .telemetry.ranks import gather_epoch_peaks
 from .tracker import RunTracker
 from .tracking.context import source_tags
-from .tracking.settings import TrackingSettings
+from .tracking.settings import SettingsError, TrackingSettings, hand_on, restored_settings
 from .tracking.store import get_or_create_experiment, make_client
 
 ULTRALYTICS_MLFLOW_MODULE = "ultralytics.utils.callbacks.mlflow"
@@ -43,29 +42,49 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
-def stop_on_signals():
+def stop_on_signals(forward: bool = False):
     """Turn the first SIGTERM/SIGHUP into Terminated in the main thread; later ones are ignored until the
-    run is closed, so they cannot cut the final flush short (it is bounded by the flush timeout)."""
+    run is closed, so they cannot cut the final flush short (it is bounded by the flush timeout).
+
+    `forward` (the DDP launcher): pass the signal on to the child processes (torch.distributed.run, which
+    stops its workers, whose rank 0 closes its records) and let Ultralytics' launcher return; the signal
+    is remembered in the yielded dict, and the caller raises Terminated once the workers are gone."""
+    received: dict[str, int] = {}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum, frame):
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        raise Terminated(signum)
+        if not (forward and _signal_children(signum)):  # no workers yet: stop here, as without DDP
+            raise Terminated(signum)
+        received["signum"] = signum
 
     old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        yield
+        yield received
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
 
 
+def _signal_children(signum: int) -> int:
+    """Pass the signal on to this process's children; how many got it."""
+    try:
+        import psutil
+
+        children = psutil.Process().children()
+        for child in children:
+            child.send_signal(signum)
+        return len(children)
+    except Exception as e:
+        warn(f"sai_mlflow: could not pass signal {signum} on to the DDP workers ({type(e).__name__}: {e})")
+        return 0
+
+
 def _tracker(trainer) -> RunTracker | None:
-    t = trainer.__dict__.get("sai_tracker")
-    return t if t is not None and not t.disabled else None
+    return trainer.__dict__.get("sai_tracker")
 
 
 def _guarded(hook: str, method: str):
@@ -91,8 +110,8 @@ def on_pretrain_routine_start(trainer) -> None:
         return
     try:
         trainer.sai_tracker = RunTracker(trainer)
-    except StoreConfigError:
-        raise  # a misconfigured store is refused before training (the spool is for outages)
+    except (StoreConfigError, SettingsError):
+        raise  # a misconfigured store or setting is refused before training (the spool is for outages)
     except Exception as e:
         trainer.sai_tracker = None
         warn(f"sai_mlflow: tracking is off for this run: {type(e).__name__}: {str(e)[:400]}; "
@@ -114,8 +133,34 @@ def on_train_batch_end(trainer) -> None:
 on_pretrain_routine_end = _guarded("on_pretrain_routine_end", "on_setup_done")
 on_train_start = _guarded("on_train_start", "on_train_start")
 on_train_epoch_start = _guarded("on_train_epoch_start", "on_epoch_start")
-on_train_epoch_end = _guarded("on_train_epoch_end", "on_train_epoch_end")
-on_fit_epoch_end = _guarded("on_fit_epoch_end", "on_fit_epoch_end")
+_tracker_train_epoch_end = _guarded("on_train_epoch_end", "on_train_epoch_end")
+
+
+def on_train_epoch_end(trainer) -> None:
+    """Every rank: marks a training epoch whose on_fit_epoch_end gathers the allocator peaks (final_eval's
+    on_fit_epoch_end has no training epoch before it, and gathers nothing)."""
+    trainer.sai_epoch_open = True
+    _tracker_train_epoch_end(trainer)
+
+
+def on_fit_epoch_end(trainer) -> None:
+    """Every rank: the epoch's CUDA allocator peaks, gathered to rank 0 under DDP (one all_gather per
+    epoch, same point on every rank, a failure never skipped on one rank only); then rank 0's tracker."""
+    peaks = None
+    if trainer.__dict__.pop("sai_epoch_open", False):
+        try:
+            peaks = gather_epoch_peaks(trainer.device)
+        except Exception as e:
+            t = _tracker(trainer)
+            if t is not None:
+                t.hook_failed("on_fit_epoch_end (allocator peaks)", e)
+    t = _tracker(trainer)
+    if t is None:
+        return
+    try:
+        t.on_fit_epoch_end(trainer, peaks)
+    except Exception as e:
+        t.hook_failed("on_fit_epoch_end", e)
 
 HOOKS = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
@@ -148,16 +193,24 @@ class TrackedDetectionTrainer(DetectionTrainer):
 
     def train(self):
         status = "FAILED"
-        with stop_on_signals():
-            ddp_run = self._open_run_for_ddp() if self.ddp and RANK == -1 else None
+        launcher = bool(self.ddp) and RANK == -1
+        with stop_on_signals(forward=launcher) as received, restored_settings():
+            ddp_run = self._open_run_for_ddp() if launcher else None
             try:
                 super().train()
                 status = "FINISHED"
             except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP as Terminated
                 status = "KILLED"
                 raise
+            except Exception:
+                if not received:
+                    raise
             finally:
+                if received:  # DDP launcher: the workers were stopped by the signal passed on to them
+                    status = "KILLED"
                 self._finish(status, ddp_run)
+            if received:
+                raise Terminated(received["signum"])
 
     def _open_run_for_ddp(self):
         """DDP: the launcher creates the run so every worker attaches to the same one via the environment."""
@@ -166,17 +219,21 @@ class TrackedDetectionTrainer(DetectionTrainer):
             client = make_client(s.tracking_uri)
             if not s.run_id:
                 exp = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
-                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name,
-                                             tags=source_tags()).info.run_id
-                os.environ[ENV_RUN_ID] = s.run_id
+                # train's preflight findings: set on this trainer, which the workers do not inherit
+                tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
+                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name, tags=tags).info.run_id
+            hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
             return client, s.run_id
-        except StoreConfigError:
+        except (StoreConfigError, SettingsError):
             raise
         except Exception as e:
             warn(f"sai_mlflow: could not open the MLflow run for DDP ({e}); training continues untracked")
             return None
 
     def _finish(self, status: str, ddp_run) -> None:
+        if threading.current_thread() is threading.main_thread():  # a signal now must not cut the closing short
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
         terminal = status if RANK == -1 else None  # DDP workers leave the status to the launcher
         t = self.__dict__.get("sai_tracker")
         try:

@@ -3,6 +3,8 @@
 # (steady s/batch of each and their ratio, hook cost, NVML peak vs torch reserved peak, GPU syncs in our hooks).
 # Then the probe check (benchmarks/probe_accuracy.py): probes at two batches forecast a third's peak,
 # validation included, against a real run, with AutoBatch's chosen batch and its measured peak beside it.
+# With more than one GPU visible, the DDP check (benchmarks/ddp_peaks.py): a 2-GPU training against the
+# single-GPU one at the same per-device batch, each device's NVML peak and the largest.
 # On the lent H200: carry .whl (ultralytics, mlflow, … — see the device README) and run this script.
 # Without a GPU it runs the same comparison on the CPU with the tiny smoke settings.
 set -euo pipefail
@@ -23,6 +25,13 @@ if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
   # probes at 16 and 32 forecast 64 (validation included) against a real run at 64; AutoBatch beside it
   [ "$PROBE" = 1 ] && "$PY" benchmarks/probe_accuracy.py --device 0 --model yolov8s.yaml --imgsz 1440 \
     --size 1440x808 --probes 16,32 --measure 64 --train 640 --val 256 --probe-batches 60 --workers 12 --autobatch
+  GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
+  if [ "${DDP:-1}" = 1 ] && [ "$GPUS" -gt 1 ]; then   # DDP=0: skip the DDP check
+    "$PY" benchmarks/ddp_peaks.py --model yolov8s.yaml --imgsz 1440 --size 1440x808 --batch 16 --train 640 \
+      --val 64 --epochs 2 --workers 12
+  else
+    echo "DDP check skipped: $GPUS GPU visible (it needs two)"
+  fi
 else
   echo "no CUDA GPU here: running the CPU path (tiny smoke settings)"
   "$PY" benchmarks/overhead.py --device cpu --pairs "$PAIRS" --epochs "${EPOCHS:-1}" --train "${TRAIN:-32}"

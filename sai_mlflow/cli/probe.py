@@ -44,14 +44,16 @@ def _stdout_for_json_only():
 @click.option("--tracking-uri", default=None, help="else MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--devices", "devices_flag", default=None, metavar="INDEX",
+              help="probe this one device for the config's multi-device plan [default: the config's device list]")
 def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batches, val_batches, policy_file,
-          max_memory_fraction, tracking_uri, experiment, fmt) -> None:
+          max_memory_fraction, tracking_uri, experiment, fmt, devices_flag) -> None:
     """Probe batch sizes with short real trainings; recommend one with compare-runs' rules."""
     json_out = _stdout_for_json_only() if fmt == "json" else None
     from ..compare.policy import PolicyError, load_policy
     from ..config import ConfigError, load_config
     from ..probe.plan import DEFAULT_AUTO_START, DEFAULT_BATCHES, DEFAULT_MAX_PROBES, DEFAULT_VAL_BATCHES, \
-        PlanError, parse_batches
+        PlanError, parse_batches, plan_devices
     from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
     from .train import _console, _run_preflight
 
@@ -80,6 +82,14 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
         raise UsageError(str(e)) from None
 
     args = cfg.train_args()
+    try:
+        devices = plan_devices(args.get("device"), devices_flag)
+    except PlanError as e:
+        raise UsageError(str(e)) from None
+    if devices.probe_device is not None:
+        args["device"] = devices.probe_device
+    if devices.note:
+        console.print(devices.note, highlight=False, markup=False)
     if not Path(str(args["data"])).exists() and cfg.synthetic is not None:
         from ..data.synthetic import generate
 
@@ -109,7 +119,7 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
                      experiment=exp, stage=cfg.stage, policy=policy, policy_file=checked_policy or None,
                      memory_interval_s=min(cfg.tracking.memory_interval_s, 0.25),
                      batches_per_probe=probe_batches or DEFAULT_BATCHES, val_batches=val_batches or DEFAULT_VAL_BATCHES,
-                     cli_flags=flags)
+                     cli_flags=flags, plan_factor=devices.per_probe)
     session = Session(spec, client, say=lambda s: console.print(s, highlight=False, markup=False))
     console.print(f"probe session {session.run_id} in experiment '{exp}' (work folder {session.workdir})",
                   highlight=False)

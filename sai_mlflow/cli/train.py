@@ -205,14 +205,9 @@ def _settings(cfg, uri: str, exp: str, run_name: str | None, policy_file: str):
     """Tracking settings for this training (they reach DDP workers through the environment)."""
     from ..tracking.settings import TrackingSettings
 
-    t = cfg.tracking
-    return TrackingSettings(
-        tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
-        memory_interval_s=t.memory_interval_s, publish_interval_s=t.publish_interval_s,
-        final_flush_timeout_s=t.final_flush_timeout_s, log_model=t.log_model, artifact_location=t.artifact_location,
-        system_metrics=t.system_metrics, system_metrics_interval_s=t.system_metrics_interval_s,
-        guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file,
-    )
+    return TrackingSettings.from_config(
+        cfg.tracking, tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
+        guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file)
 
 
 def _run_training(args: dict, settings, findings, ctx, console):

@@ -11,12 +11,18 @@ epochs, the whole dataset), with the same summary function a training uses.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
 import time
 from pathlib import Path
 
+from ultralytics.utils import RANK
+
 from ..trainer import TrackedDetectionTrainer
+
+
+ENV_PROBE_SPEC = "SAI_MLFLOW_PROBE_SPEC"  # a DDP probe: rank 0 (which holds the tracker) re-projects the summary
 
 
 class ProbeTrainer(TrackedDetectionTrainer):
@@ -24,6 +30,15 @@ class ProbeTrainer(TrackedDetectionTrainer):
 
     def final_eval(self):
         return None
+
+    def train(self):
+        super().train()
+        tracker = self.__dict__.get("sai_tracker")
+        if RANK == 0 and tracker is not None and tracker.client is not None and os.environ.get(ENV_PROBE_SPEC):
+            try:
+                _log_projection(tracker, self, json.loads(Path(os.environ[ENV_PROBE_SPEC]).read_text())["full"])
+            except Exception as e:
+                print(f"sai_mlflow probe: could not re-project the summary onto the full run ({e})", file=sys.stderr)
 
 
 def _log_projection(tracker, trainer, full: dict) -> None:
@@ -53,6 +68,7 @@ def main(spec_path: str) -> int:
     settings = TrackingSettings(**spec["settings"])
     audit = pickle.loads(Path(spec["audit"]).read_bytes()) if spec.get("audit") else None
     error, batch_effective = None, None
+    os.environ[ENV_PROBE_SPEC] = str(Path(spec_path).resolve())
     with environment(settings):
         trainer = ProbeTrainer(overrides=spec["args"])
         trainer.sai_audit = audit

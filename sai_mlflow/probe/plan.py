@@ -129,3 +129,42 @@ def forecast_batches(probed: Sequence[int], extra: Sequence[int | None]) -> list
     """Batches worth a forecast line: those named (config's, suggested) and 2x the largest probed."""
     want = {b for b in extra if b} | ({max(probed) * GROWTH} if probed else set())
     return sorted(b for b in want if b not in set(probed) and b > 0)
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where the probes train and for how many devices the plan is: each probe runs with `probe_device`
+    (the config's list: one DDP probe at a time; or one device of it); batches printed for the plan are
+    the probed batch x `per_probe` (1 when the probes train on every device of the plan)."""
+
+    probe_device: str | None   # Ultralytics' `device` for each probe (None: the config's, i.e. Ultralytics' default)
+    plan_devices: int          # devices of the training the probes are for
+    per_probe: int             # plan batch = probed batch x per_probe
+    note: str | None           # said to the user when the probes measure less than the plan will use
+
+
+def device_list(device) -> list[str]:
+    """Ultralytics' `device` ('0,1', [0, 1], 0, 'cpu', None) as a list of CUDA indices ([] for cpu/none)."""
+    if device is None:
+        return []
+    parts = [str(d).strip() for d in device] if isinstance(device, list | tuple) else str(device).split(",")
+    parts = [p for p in parts if p]
+    return parts if parts and all(p.isdigit() for p in parts) else []
+
+
+def plan_devices(config_device, flag: str | None) -> DevicePlan:
+    """`probe --devices`: absent, the config's device list (a DDP probe when it names several); one index,
+    that device alone for a plan over the config's devices."""
+    devices = device_list(config_device)
+    n = max(len(devices), 1)
+    if flag is None:
+        return DevicePlan(None, n, 1, None)
+    one = str(flag).strip()
+    if not one.isdigit():
+        raise PlanError(f"--devices {flag!r}: give one CUDA index, e.g. --devices 0 (without it, the probes "
+                        "train on the config's device list)")
+    if n == 1:
+        return DevicePlan(one, 1, 1, None)
+    return DevicePlan(one, n, n, f"probing device {one} alone for a plan on {n} devices ({','.join(devices)}): "
+                                 f"each probe's batch is one device's share, the batches printed for the plan are "
+                                 f"{n}x; DDP's communication buffers are not measured, so leave headroom")

@@ -51,6 +51,7 @@ class ProbeSpec:
     val_batches: int = DEFAULT_VAL_BATCHES
     timeout_s: float = 3600.0
     cli_flags: list[str] = field(default_factory=list)  # --experiment/--tracking-uri, repeated in next_command
+    plan_factor: int = 1       # probe --devices I: one device probed for N, the next command's batch is N x
 
 
 @dataclass
@@ -94,7 +95,7 @@ def next_command(spec: ProbeSpec, batch: int) -> str:
     for s in spec.sets:
         if s.split("=", 1)[0].strip() != "batch":
             parts += ["--set", s]
-    parts += ["--set", f"batch={batch}", *spec.cli_flags]
+    parts += ["--set", f"batch={batch * spec.plan_factor}", *spec.cli_flags]
     if spec.policy_file:
         parts += ["--policy", spec.policy_file]
     return " ".join(shlex.quote(p) for p in parts)

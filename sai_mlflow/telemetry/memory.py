@@ -7,6 +7,7 @@ context and the caching allocator's reserve; torch's own counters are read once 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Protocol
 
 from .. import keys as K
@@ -15,10 +16,13 @@ from ..keys import GIB
 
 class MemorySampler(Protocol):
     source: str      # "nvml" or "rss"
-    total_gib: float  # device total, or host RAM for rss
+    total_gib: float  # one device's total (the smallest, when devices differ), or host RAM for rss
     name: str        # device name for the `gpu` tag ("cpu" for rss)
+    indices: tuple[int, ...]  # CUDA indices of the run (per-device series); () for rss
 
-    def used_gib(self) -> float: ...
+    def used_gib_each(self) -> tuple[float, ...]: ...
+
+    def used_gib(self) -> float: ...  # the largest device's figure
 
     def close(self) -> None: ...
 
@@ -28,15 +32,19 @@ class RssSampler:
 
     source = "rss"
     name = "cpu"
+    indices: tuple[int, ...] = ()
 
     def __init__(self) -> None:
         self._page = os.sysconf("SC_PAGE_SIZE")
         self.total_gib = os.sysconf("SC_PHYS_PAGES") * self._page / GIB
         self._fd = os.open("/proc/self/statm", os.O_RDONLY)
 
-    def used_gib(self) -> float:
+    def used_gib_each(self) -> tuple[float, ...]:
         data = os.pread(self._fd, 128, 0)
-        return int(data.split()[1]) * self._page / GIB
+        return (int(data.split()[1]) * self._page / GIB,)
+
+    def used_gib(self) -> float:
+        return self.used_gib_each()[0]
 
     def close(self) -> None:
         try:
@@ -46,23 +54,34 @@ class RssSampler:
 
 
 class NvmlSampler:
-    """Device memory used on one GPU (whole device, every process), by NVML (~5 us a call)."""
+    """Device memory used on every GPU of the run (whole device, every process), by NVML (~5 us a device).
+
+    The handles are looked up once, by UUID, so CUDA_VISIBLE_DEVICES reordering cannot mislead."""
 
     source = "nvml"
 
-    def __init__(self, torch_index: int = 0) -> None:
+    def __init__(self, torch_indices: Sequence[int] | int = (0,)) -> None:
         import pynvml
 
         self._nvml = pynvml
         pynvml.nvmlInit()
-        self._handle = _nvml_handle(pynvml, torch_index)
-        info = pynvml.nvmlDeviceGetMemoryInfo(self._handle)
-        self.total_gib = info.total / GIB
-        name = pynvml.nvmlDeviceGetName(self._handle)
-        self.name = name.decode() if isinstance(name, bytes) else str(name)
+        self.indices = (torch_indices,) if isinstance(torch_indices, int) else (tuple(torch_indices) or (0,))
+        self._handles = [_nvml_handle(pynvml, i) for i in self.indices]
+        self.total_gib = min(pynvml.nvmlDeviceGetMemoryInfo(h).total for h in self._handles) / GIB
+        names = []
+        for h in self._handles:
+            n = pynvml.nvmlDeviceGetName(h)
+            n = n.decode() if isinstance(n, bytes) else str(n)
+            if n not in names:
+                names.append(n)
+        self.name = " + ".join(names)  # devices of different models: one tag that compares unequal to either
+
+    def used_gib_each(self) -> tuple[float, ...]:
+        info = self._nvml.nvmlDeviceGetMemoryInfo
+        return tuple(info(h).used / GIB for h in self._handles)
 
     def used_gib(self) -> float:
-        return self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used / GIB
+        return max(self.used_gib_each())
 
     def close(self) -> None:
         try:
@@ -71,25 +90,50 @@ class NvmlSampler:
             pass
 
 
+def nvml_target(torch_index: int, uuid: str | None, visible: str | None) -> tuple[str, str | int]:
+    """How to find CUDA device `torch_index` in NVML: ("uuid", "GPU-…") when known, else through
+    CUDA_VISIBLE_DEVICES (an entry may be a UUID or an NVML index), else the index itself."""
+    if uuid:
+        return "uuid", uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"
+    entries = [e.strip() for e in (visible or "").split(",")] if visible else []
+    if torch_index < len(entries):
+        e = entries[torch_index]
+        if e.startswith(("GPU-", "MIG-")):
+            return "uuid", e
+        if e.isdigit():
+            return "index", int(e)
+    return "index", torch_index
+
+
 def _nvml_handle(pynvml, torch_index: int):
-    """Map torch's device index to NVML's by UUID, so CUDA_VISIBLE_DEVICES reordering cannot mislead."""
+    uuid = None
     try:
         import torch
 
         uuid = str(torch.cuda.get_device_properties(torch_index).uuid)
-        uuid = uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
-        return pynvml.nvmlDeviceGetHandleByUUID(uuid)
     except Exception:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-        index = int(visible[torch_index]) if torch_index < len(visible) and visible[torch_index].strip().isdigit() else torch_index
-        return pynvml.nvmlDeviceGetHandleByIndex(index)
+        pass
+    kind, key = nvml_target(torch_index, uuid, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return pynvml.nvmlDeviceGetHandleByUUID(key) if kind == "uuid" else pynvml.nvmlDeviceGetHandleByIndex(key)
 
 
-def sampler_for(device) -> MemorySampler:
-    """NVML for a CUDA device when it works, else process RSS (the `memory_source` tag says which)."""
+def run_cuda_indices(device_arg, device) -> tuple[int, ...]:
+    """The CUDA indices a run trains on: Ultralytics' `device` argument ('0,1', '0', [0, 1]); for a single
+    device without one, the torch device's own index."""
+    text = ",".join(str(d) for d in device_arg) if isinstance(device_arg, list | tuple) else str(device_arg or "")
+    text = text.split(":", 1)[-1]
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > 1 and all(p.isdigit() for p in parts):
+        return tuple(int(p) for p in parts)
+    return (getattr(device, "index", None) or 0,)
+
+
+def sampler_for(device, device_arg=None) -> MemorySampler:
+    """NVML for CUDA devices when it works (every device of a DDP run), else process RSS
+    (the `memory_source` tag says which)."""
     if getattr(device, "type", str(device)) == "cuda":
         try:
-            return NvmlSampler(device.index or 0)
+            return NvmlSampler(run_cuda_indices(device_arg, device))
         except Exception:
             pass
     return RssSampler()

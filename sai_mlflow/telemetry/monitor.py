@@ -19,7 +19,11 @@ class MemoryMonitor:
                  report: Callable[[str], None] | None = None) -> None:
         self.sampler = sampler
         self.interval_s = interval_s
-        self.samples: list[tuple[int, float]] = []  # (wall ms, GiB), append-only
+        self.samples: list[tuple[int, float]] = []  # (wall ms, GiB of the largest device), append-only
+        # several devices (DDP): each device's GiB per sample, appended before `samples` so that it is never
+        # shorter than `samples` for a reader on another thread
+        self.device_samples: list[tuple[float, ...]] = []
+        self.indices: tuple[int, ...] = tuple(getattr(sampler, "indices", ()) or ())
         self.peak_gib = 0.0
         self._phase_peak = 0.0
         self._lock = threading.Lock()
@@ -35,7 +39,8 @@ class MemoryMonitor:
 
     def sample(self) -> float | None:
         try:
-            gib = self.sampler.used_gib()
+            each = self.sampler.used_gib_each() if len(self.indices) > 1 else None
+            gib = max(each) if each else self.sampler.used_gib()
         except Exception as e:
             if not self._failed and self._report is not None:
                 self._report(f"sai_mlflow: memory sampling ({self.sampler.source}) failed ({type(e).__name__}: {e}); "
@@ -43,6 +48,8 @@ class MemoryMonitor:
             self._failed = True
             return None
         with self._lock:
+            if each:
+                self.device_samples.append(each)
             self.samples.append((int(time.time() * 1000), gib))
             if gib > self._phase_peak:
                 self._phase_peak = gib
