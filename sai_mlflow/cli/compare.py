@@ -27,12 +27,12 @@ def check_writable_file(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot write there (permission denied); choose another path")
 
 
-def _client(tracking_uri: str | None):
+def _client(tracking_uri: str | None, create: bool = True):
     from ..tracking.store import make_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     with store_refusals(uri):
-        return make_client(uri)
+        return make_client(uri, create=create)  # create=False: a missing sqlite store is refused, not made
 
 
 @click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,7 +76,7 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
             "max_slowdown": max_slowdown})
     except PolicyError as e:
         raise UsageError(str(e)) from None
-    client = _client(tracking_uri)
+    client = _client(tracking_uri, create=False)
     exp = None if run_ids else resolve_experiment(experiment)
     try:
         with store_refusals(client.tracking_uri, "reading these runs"):
