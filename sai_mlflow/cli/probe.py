@@ -96,6 +96,11 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
         sys.exit(1)
     if ctx.audit is None:
         raise UsageError(f"train.data {args['data']}: the dataset could not be read; no probe was started")
+    from ..probe.session import oversized
+
+    too_big = oversized(planned or [], ctx.audit.train_images)
+    if too_big:
+        raise UsageError(f"{too_big}; no probe was started")
     try:
         client = make_client(uri)
     except ConnectionError as e:

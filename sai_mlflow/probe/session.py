@@ -11,6 +11,7 @@ probe runs, under the same policy as compare-runs.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shlex
 import subprocess
@@ -84,6 +85,25 @@ class SessionResult:
         return self.decision.exit_code
 
 
+def oversized(batches: Sequence[int], n_train: int) -> str | None:
+    """Why a batch list cannot be probed on `n_train` training images, or None: a probe batch larger than
+    the training set trains one partial batch, so its memory and images/s describe no batch (preflight's
+    `batch_vs_dataset`, which is only a warning for a long run, refuses a probe)."""
+    big = [b for b in batches if b > n_train]
+    if not big or n_train <= 0:
+        return None
+    return (f"--batches: batch {big[0]} exceeds the {n_train} train images of the dataset (preflight's "
+            f"batch_vs_dataset): a probe must train whole batches; probe batches of at most {n_train}, or more data")
+
+
+def plausible_peak(peak: float | None) -> float | None:
+    """A measured peak, or None when no real run could have recorded it (NaN, inf, 0 or negative, ±1.8e308):
+    such a probe never enters a memory fit."""
+    if peak is None or not math.isfinite(peak) or not 0 < peak < 1e300:
+        return None
+    return peak
+
+
 def _limit(policy, total_gib: float | None) -> float | None:
     return policy.max_memory_fraction * total_gib if total_gib else None
 
@@ -128,6 +148,9 @@ class Session:
     def run_probe(self, batch: int, predicted: float | None) -> ProbeResult:
         s, a = self.spec, self.spec.args
         n_train_full, n_val_full = s.audit.train_images, s.audit.val_images
+        why = oversized([batch], n_train_full)
+        if why:
+            raise ValueError(why)  # the command refuses it before any run (exit 2); never a probe
         n_train, n_val = subset_sizes(batch, n_train_full, n_val_full, s.batches_per_probe, s.val_batches)
         pdir = self.workdir / f"b{batch}"
         data = make_subset(a["data"], pdir / "data", n_train, n_val)
@@ -190,8 +213,9 @@ class Session:
             self.total_gib = m[K.SUMMARY_TOTAL_GIB]
 
     def points(self) -> list[Point]:
-        return [Point(r.batch, r.batch_effective, None if r.error else r.peak_gib, r.outcome == OVER_LIMIT)
-                for r in self.results]
+        """What the fit sees: a crashed probe or an implausible peak gives no point (None)."""
+        return [Point(r.batch, r.batch_effective, None if r.error else plausible_peak(r.peak_gib),
+                      r.outcome == OVER_LIMIT) for r in self.results]
 
     # --- the whole session ----------------------------------------------------------------------
     def run(self, batches: Sequence[int] | None, auto_start: int = DEFAULT_AUTO_START,
