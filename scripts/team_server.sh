@@ -4,8 +4,9 @@
 # or a small lab; docs/team.md describes a real deployment (backups, S3 artifacts, users, many GPU boxes).
 #
 #   scripts/team_server.sh start    # create (first time) and start; prints the URL, admin login, client env
-#   scripts/team_server.sh status   # is it up; prints the same
+#   scripts/team_server.sh status   # is it up (the server it started: its PID, basic auth on); prints the same
 #   scripts/team_server.sh stop     # stop both; data stays in $SAI_TEAM_DIR
+# A port already held by another server is refused (exit 2): the script never reports a server it did not start.
 #
 # Settings (environment): SAI_TEAM_DIR (./team-server), SAI_TEAM_PORT (5000), SAI_TEAM_PG_PORT (5433),
 # MLFLOW (the mlflow command; .venv/bin/mlflow if present). Secrets are generated once into
@@ -13,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DIR=$(mkdir -p "${SAI_TEAM_DIR:-team-server}" && cd "${SAI_TEAM_DIR:-team-server}" && pwd)
+DIR=$(realpath -m "${SAI_TEAM_DIR:-team-server}")  # created by `start` only
 PORT=${SAI_TEAM_PORT:-5000}
 PG_PORT=${SAI_TEAM_PG_PORT:-5433}
 HOST=127.0.0.1
@@ -43,6 +44,7 @@ secret() { od -An -tx1 -N18 /dev/urandom | tr -d ' \n'; }
 
 init_once() {
   [ -f "$DIR/secrets.env" ] && return
+  mkdir -p "$DIR"
   umask 077
   { echo "PG_PASSWORD=$(secret)"; echo "ADMIN_PASSWORD=$(secret)"; echo "FLASK_KEY=$(secret)"; } > "$DIR/secrets.env"
   umask 022
@@ -95,7 +97,84 @@ health() {
   python3 -c "import urllib.request as u; u.urlopen('http://$HOST:$PORT/health', timeout=2)" >/dev/null 2>&1
 }
 
-mlflow_pid() { [ -f "$DIR/mlflow.pid" ] && kill -0 "$(cat "$DIR/mlflow.pid")" 2>/dev/null && cat "$DIR/mlflow.pid"; }
+# the server this script started: its PID file names a live `mlflow` process (not a PID reused since)
+mlflow_pid() {
+  local pid
+  [ -f "$DIR/mlflow.pid" ] || return 1
+  pid=$(cat "$DIR/mlflow.pid")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q mlflow && echo "$pid"
+}
+
+# PIDs listening on $PORT (from /proc); exit 0: one is in session $1 (the server we started, setsid), 1: all
+# are other processes, 3: no listener seen (or not ours to see)
+port_owners() {
+  python3 - "$PORT" "${1:-0}" <<'PY'
+import os, sys
+port, sid = int(sys.argv[1]), int(sys.argv[2])
+inodes = set()
+for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        rows = open(name).read().splitlines()[1:]
+    except OSError:
+        continue
+    for row in rows:
+        f = row.split()
+        if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(f"socket:[{f[9]}]")
+owners = set()
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+            owners.add(int(pid))
+    except OSError:
+        pass
+def session(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[3])
+print(" ".join(map(str, sorted(owners))))
+sys.exit(0 if any(session(p) == sid for p in owners) else 1 if owners else 3)
+PY
+}
+
+http_code() {  # the HTTP status of GET $1 on the server at $PORT, with login $2 (user:password) if given
+  python3 - "http://$HOST:$PORT$1" "${2:-}" <<'PY'
+import base64, sys, urllib.error, urllib.request
+req = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    req.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[2].encode()).decode())
+try:
+    print(urllib.request.urlopen(req, timeout=3).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except OSError:
+    print("000")
+PY
+}
+
+# Is the server answering on $PORT the one this script started? Its PID holds the port, it asks for a login
+# (basic auth), and it takes this script's admin login. Prints why not.
+verify_ours() {
+  local pid owners code api="/api/2.0/mlflow/experiments/search?max_results=1"
+  pid=$(mlflow_pid || true)
+  [ -n "$pid" ] || { echo "no server started by this script (in $DIR) is running"; return 1; }
+  owners=$(port_owners "$pid") && true
+  case $? in
+    1) echo "port $PORT is held by another process (pid $owners), not the server this script started (pid $pid)"; return 1 ;;
+  esac
+  code=$(http_code "$api")
+  [ "$code" = 401 ] || { echo "the server on port $PORT answers without a login (HTTP $code): basic auth is off, so it is not the server this script started"; return 1; }
+  # shellcheck disable=SC1091
+  . "$DIR/secrets.env"
+  code=$(http_code "$api" "admin:$ADMIN_PASSWORD")
+  [ "$code" = 200 ] || { echo "the server on port $PORT refuses this script's admin login (HTTP $code): it is not the server this script started"; return 1; }
+}
+
+port_taken() {  # something listens or answers on $PORT; prints what
+  local owners
+  owners=$(port_owners 0) && true
+  if [ -n "$owners" ]; then echo "pid $owners"; return 0; fi
+  health && { echo "an MLflow server"; return 0; }
+  return 1
+}
 
 print_env() {
   # shellcheck disable=SC1091
@@ -111,6 +190,10 @@ EOF
 }
 
 start() {
+  local why taken
+  if [ -z "$(mlflow_pid || true)" ] && taken=$(port_taken); then
+    die "port $PORT is already held by another server ($taken), not one this script started: stop it, or set SAI_TEAM_PORT to a free port; nothing was started"
+  fi
   init_once
   # shellcheck disable=SC1091
   . "$DIR/secrets.env"
@@ -126,7 +209,11 @@ start() {
     echo $! > "$DIR/mlflow.pid"
   fi
   for _ in $(seq 240); do
-    health && { print_env; return; }
+    if health; then
+      why=$(verify_ours) || die "$why; nothing was started (log: $DIR/mlflow.log)"
+      print_env
+      return
+    fi
     mlflow_pid >/dev/null || { tail -20 "$DIR/mlflow.log" >&2; die "mlflow server exited (log: $DIR/mlflow.log)"; }
     sleep 0.5
   done
@@ -135,7 +222,12 @@ start() {
 
 stop() {
   local pid
+  if [ ! -f "$DIR/secrets.env" ]; then
+    echo "nothing to stop: no team server was started in $DIR (start one with: $0 start)"
+    return
+  fi
   pid=$(mlflow_pid || true)
+  [ -n "$pid" ] || echo "no mlflow server started by this script is running (in $DIR)"
   if [ -n "$pid" ]; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
@@ -152,7 +244,14 @@ status() {
   [ -f "$DIR/secrets.env" ] || { echo "not created yet: scripts/team_server.sh start"; exit 1; }
   local up=0
   pg_running && echo "postgresql: running on $HOST:$PG_PORT" || { echo "postgresql: stopped"; up=1; }
-  health && echo "mlflow server: up" || { echo "mlflow server: down"; up=1; }
+  local why
+  if ! health; then
+    echo "mlflow server: down"; up=1
+  elif why=$(verify_ours); then
+    echo "mlflow server: up (pid $(mlflow_pid))"
+  else
+    echo "mlflow server: not this script's: $why"; up=1
+  fi
   [ "$up" = 0 ] && print_env
   exit "$up"
 }

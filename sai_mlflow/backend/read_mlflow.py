@@ -34,7 +34,7 @@ class MlflowReader:
         if self._client is None:
             from ..tracking.store import make_client
 
-            self._client = make_client(self._uri)
+            self._client = make_client(self._uri, create=False)  # reading never creates a store
         return self._client
 
     def experiment_id(self, name: str) -> str | None:

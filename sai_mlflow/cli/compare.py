@@ -27,12 +27,12 @@ def check_writable_file(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: cannot write there (permission denied); choose another path")
 
 
-def _client(tracking_uri: str | None):
+def _client(tracking_uri: str | None, create: bool = True):
     from ..tracking.store import make_client, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     with store_refusals(uri):
-        return make_client(uri)
+        return make_client(uri, create=create)  # create=False: a missing sqlite store is refused, not made
 
 
 def _reader(tracking_uri: str | None):

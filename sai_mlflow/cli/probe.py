@@ -106,6 +106,11 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
         sys.exit(1)
     if ctx.audit is None:
         raise UsageError(f"train.data {args['data']}: the dataset could not be read; no probe was started")
+    from ..probe.session import oversized
+
+    too_big = oversized(planned or [], ctx.audit.train_images)
+    if too_big:
+        raise UsageError(f"{too_big}; no probe was started")
     try:
         client = make_client(uri)
     except ConnectionError as e:
@@ -113,6 +118,7 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
 
     from ..probe import report
     from ..probe.session import ProbeSpec, Session
+    from ..probe.stop import SignalStop, Stopped
 
     flags = (["--tracking-uri", tracking_uri] if tracking_uri else []) + (["--experiment", experiment] if experiment else [])
     spec = ProbeSpec(config_path=config_path, sets=list(sets), args=args, audit=ctx.audit, tracking_uri=uri,
@@ -120,18 +126,33 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
                      memory_interval_s=min(cfg.tracking.memory_interval_s, 0.25),
                      batches_per_probe=probe_batches or DEFAULT_BATCHES, val_batches=val_batches or DEFAULT_VAL_BATCHES,
                      cli_flags=flags, plan_factor=devices.per_probe)
-    session = Session(spec, client, say=lambda s: console.print(s, highlight=False, markup=False))
-    console.print(f"probe session {session.run_id} in experiment '{exp}' (work folder {session.workdir})",
-                  highlight=False)
-    result = session.run(planned, auto_start or DEFAULT_AUTO_START, max_probes or DEFAULT_MAX_PROBES)
-    plot_file = session.workdir / "probe_plot.png"
-    try:
-        report.plot(result, str(plot_file))
-    except Exception as e:
-        console.print(f"plot not written ({type(e).__name__}: {e})")
-        plot_file = None
-    obj = report.to_json_obj(result)
-    session.close(result, obj, report.to_markdown(result), plot_file)
+    session = None
+    with SignalStop().installed() as signals:
+        try:
+            with signals.deferred():  # the session run and its spool together
+                session = Session(spec, client, say=lambda s: console.print(s, highlight=False, markup=False))
+                session.deferred = signals.deferred
+            console.print(f"probe session {session.run_id} in experiment '{exp}' (work folder {session.workdir})",
+                          highlight=False)
+            result = session.run(planned, auto_start or DEFAULT_AUTO_START, max_probes or DEFAULT_MAX_PROBES)
+            plot_file = session.workdir / "probe_plot.png"
+            try:
+                report.plot(result, str(plot_file))
+            except Exception as e:
+                console.print(f"plot not written ({type(e).__name__}: {e})")
+                plot_file = None
+            obj = report.to_json_obj(result)
+            session.close(result, obj, report.to_markdown(result), plot_file)
+        except Stopped as e:  # SIGTERM, SIGINT (Ctrl-C), SIGHUP: everything the session started is stopped
+            if session is not None:
+                session.stop("KILLED")
+            console.print(f"probe session stopped by {e}: the running probe was stopped, its run and the session "
+                          "closed KILLED; no batch is recommended", highlight=False)
+            sys.exit(e.exit_code)
+        except BaseException:
+            if session is not None:
+                session.stop("FAILED")
+            raise
     if json_out is not None:
         import json
 

@@ -100,7 +100,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
         raise UsageError(str(e)) from None
     uri = resolve_tracking_uri(tracking_uri)
     with store_refusals(uri):
-        client = make_client(uri)
+        client = make_client(uri, create=False)  # promotion needs a run: a missing store is not created
     try:
         if rollback:
             outcome = registry.rollback(client, model_name, alias, dry_run=dry_run)

@@ -116,12 +116,14 @@ def _check_store(uri: str, experiment: str, artifact_location: str, console) -> 
     database store would keep this experiment's artifacts on this machine's disk.
     """
     from ..errors import StoreConfigError
-    from ..tracking.store import artifact_warning, config_error, make_client
+    from ..tracking.store import StoreMissing, artifact_warning, config_error, make_client
 
     try:
-        client = make_client(uri)
+        client = make_client(uri, create=False)  # a check: the store is made when the run opens
         exp = client.get_experiment_by_name(experiment)  # a read: nothing is created before training starts
         location = exp.artifact_location if exp is not None else (artifact_location or "./mlruns")
+    except StoreMissing:
+        return  # a new sqlite store: nothing to check, created with the run
     except StoreConfigError as e:
         raise UsageError(f"{e}; nothing was trained") from None
     except ConnectionError:

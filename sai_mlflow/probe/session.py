@@ -11,12 +11,16 @@ probe runs, under the same policy as compare-runs.
 from __future__ import annotations
 
 import json
+import math
+import os
 import pickle
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +29,13 @@ from ..compare.decision import Decision, decide
 from ..compare.memfit import MemoryFit
 from .plan import DEFAULT_AUTO_START, DEFAULT_BATCHES, DEFAULT_MAX_PROBES, DEFAULT_VAL_BATCHES, Point, Step, \
     forecast, forecast_batches, next_auto, subset_sizes
+from .stop import stop_group
 from .subset import make_subset
 
 OVER_LIMIT = "over_limit"
 MEASURED = "measured"
 FAILED = "failed"
+KILLED = "killed"      # stopped by a signal: never a point of any fit, never judged
 OOM_MARKERS = ("out of memory", "outofmemoryerror")
 
 
@@ -85,6 +91,25 @@ class SessionResult:
         return self.decision.exit_code
 
 
+def oversized(batches: Sequence[int], n_train: int) -> str | None:
+    """Why a batch list cannot be probed on `n_train` training images, or None: a probe batch larger than
+    the training set trains one partial batch, so its memory and images/s describe no batch (preflight's
+    `batch_vs_dataset`, which is only a warning for a long run, refuses a probe)."""
+    big = [b for b in batches if b > n_train]
+    if not big or n_train <= 0:
+        return None
+    return (f"--batches: batch {big[0]} exceeds the {n_train} train images of the dataset (preflight's "
+            f"batch_vs_dataset): a probe must train whole batches; probe batches of at most {n_train}, or more data")
+
+
+def plausible_peak(peak: float | None) -> float | None:
+    """A measured peak, or None when no real run could have recorded it (NaN, inf, 0 or negative, ±1.8e308):
+    such a probe never enters a memory fit."""
+    if peak is None or not math.isfinite(peak) or not 0 < peak < 1e300:
+        return None
+    return peak
+
+
 def _limit(policy, total_gib: float | None) -> float | None:
     return policy.max_memory_fraction * total_gib if total_gib else None
 
@@ -117,25 +142,95 @@ class Session:
         self.parent_tags = {K.TAG_RUN_KIND: K.RUN_KIND_PROBE_SESSION, K.TAG_STAGE: spec.stage,
                             K.TAG_MODEL: Path(str(a.get("model"))).name, K.TAG_IMGSZ: str(train_imgsz(a.get("imgsz", 640))),
                             K.TAG_DATASET_DIGEST: getattr(spec.audit, "digest", "") or ""}
-        self.run_id = client.create_run(self.exp_id, run_name=f"probe-session-{time.strftime('%Y%m%d-%H%M%S')}",
-                                        tags=self.parent_tags).info.run_id
+        run_name = f"probe-session-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.run_id = client.create_run(self.exp_id, run_name=run_name, tags=self.parent_tags).info.run_id
+        self.sink = self._spool_run(self.run_id, run_name)  # a SIGKILL leaves it to `sync` (KILLED), as a training
         base = Path(str(a.get("project") or "runs")).expanduser().resolve()
         self.workdir = base / f"probe-{self.run_id[:8]}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.audit_file = self.workdir / "audit.pkl"
         self.audit_file.write_bytes(pickle.dumps(spec.audit))
 
+    _current: str | None = None  # the probe run in progress
+    deferred = nullcontext  # the CLI's SignalStop.deferred: a signal waits until a step is whole (probe/stop.py)
+
+    # --- runs through the spool ------------------------------------------------------------------
+    def _meta(self, run_name: str) -> dict:
+        return {"tracking_uri": self.spec.tracking_uri, "experiment": self.spec.experiment, "run_name": run_name}
+
+    def _spool_run(self, run_id: str, run_name: str):
+        from ..log import warn
+        from ..tracking.spool import SpoolingSink
+
+        return SpoolingSink(self.client, run_id, report=warn, meta=self._meta(run_name))
+
+    def _reserve_spool(self, run_id: str, run_name: str) -> None:
+        """The probe run's spool, before its process exists (the probe's tracker writes into it): a probe
+        killed before its tracker starts still leaves `sync` a spool that closes its run KILLED."""
+        from ..tracking.spool import Spool, spool_root
+
+        spool = Spool(spool_root() / run_id)
+        spool.dir.mkdir(parents=True, exist_ok=True)
+        spool.write_meta({"run_id": run_id, "created_ms": int(time.time() * 1000), **self._meta(run_name)})
+        spool.log.touch()
+
+    def _settle_spool(self, run_id: str) -> None:
+        """After a probe process ended: upload what its spool still holds (sync's rules: no terminal status
+        recorded means KILLED); an empty reserved spool is removed."""
+        from ..tracking.spool import Spool, spool_root, sync_spool
+
+        spool = Spool(spool_root() / run_id)
+        if not spool.dir.is_dir():
+            return  # the probe closed its run and its spool was drained
+        if spool.size() == 0 and not (spool.dir / "lock").exists():
+            shutil.rmtree(spool.dir, ignore_errors=True)
+            return
+        res = sync_spool(spool, self.spec.tracking_uri)
+        if res.state == "failed":
+            self.say(f"  probe run {run_id}: its spool was not uploaded ({res.message}); `sai-mlflow sync` does it")
+
+    def _close_killed(self, run_id: str) -> None:
+        """A probe stopped by a signal: its spool settled, its run KILLED, outcome `killed` (never a point)."""
+        try:
+            self._settle_spool(run_id)
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, "KILLED")
+            self.client.set_tag(run_id, K.TAG_PROBE_OUTCOME, KILLED)
+        except Exception as e:  # the store is down: the spools keep it for `sai-mlflow sync`
+            self.say(f"  probe run {run_id} not closed ({type(e).__name__}: {str(e)[:200]}); run `sai-mlflow sync`")
+
+    def clean_slices(self) -> None:
+        """The probes' data slices (symlinks) go with the session; reports and logs stay."""
+        for d in self.workdir.glob("b*/data"):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def stop(self, status: str = "KILLED") -> None:
+        """The session ends without a result (a signal, or an error): the running probe's group was stopped
+        by _launch; its run is closed KILLED, the session run `status`, both through their spools; the
+        slices are removed."""
+        if self._current is not None:
+            self._close_killed(self._current)
+            self._current = None
+        self.clean_slices()
+        self.sink.terminate(status)
+
     # --- one probe ----------------------------------------------------------------------------
     def run_probe(self, batch: int, predicted: float | None) -> ProbeResult:
         s, a = self.spec, self.spec.args
         n_train_full, n_val_full = s.audit.train_images, s.audit.val_images
+        why = oversized([batch], n_train_full)
+        if why:
+            raise ValueError(why)  # the command refuses it before any run (exit 2); never a probe
         n_train, n_val = subset_sizes(batch, n_train_full, n_val_full, s.batches_per_probe, s.val_batches)
         pdir = self.workdir / f"b{batch}"
         data = make_subset(a["data"], pdir / "data", n_train, n_val)
         tags = {K.TAG_RUN_KIND: K.RUN_KIND_PROBE, K.TAG_PARENT_RUN_ID: self.run_id, K.TAG_STAGE: s.stage}
         if predicted is not None:
             tags[K.TAG_PROBE_PREDICTED_PEAK] = f"{predicted:.3f}"
-        run_id = self.client.create_run(self.exp_id, run_name=f"probe-b{batch}", tags=tags).info.run_id
+        with self.deferred():  # the run and its spool together
+            run_id = self.client.create_run(self.exp_id, run_name=f"probe-b{batch}", tags=tags).info.run_id
+            self._reserve_spool(run_id, f"probe-b{batch}")
+            self._current = run_id  # closed KILLED by stop() until its outcome is set
         args = {**a, "batch": batch, "epochs": 1, "data": str(data), "project": str(pdir), "name": "train",
                 "exist_ok": True, "val": True, "plots": False, "resume": False}
         settings = {"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_id": run_id,
@@ -143,6 +238,7 @@ class Session:
                     "publish_interval_s": 2.0, "final_flush_timeout_s": 30.0, "log_model": False,
                     "run_kind": K.RUN_KIND_PROBE, "policy_file": s.policy_file or ""}
         child = {"args": args, "settings": settings, "audit": str(self.audit_file), "result": str(pdir / "result.json"),
+                 "parent_pid": os.getpid(),
                  "full": {"epochs": int(a.get("epochs") or 100), "n_train": n_train_full, "n_val": n_val_full,
                           "val_images_probe": n_val}}
         spec_file = pdir / "spec.json"
@@ -151,12 +247,8 @@ class Session:
                  f"{n_val} val images at batch {2 * batch}" + (f"; forecast {predicted:.2f} GiB" if predicted else ""))
         t0 = time.monotonic()
         log = pdir / "probe.log"
-        try:
-            with log.open("w") as out:
-                rc = subprocess.run([sys.executable, "-m", "sai_mlflow.probe.child", str(spec_file)],
-                                    stdout=out, stderr=subprocess.STDOUT, timeout=s.timeout_s).returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
+        rc = self._launch(spec_file, log)
+        self._settle_spool(run_id)
         res = ProbeResult(batch=batch, run_id=run_id, outcome=MEASURED, predicted_gib=predicted,
                           seconds=time.monotonic() - t0)
         got = json.loads((pdir / "result.json").read_text()) if (pdir / "result.json").is_file() else {}
@@ -180,7 +272,26 @@ class Session:
                  f"validation {_g(res.val_peak_gib)}) in {res.seconds:.0f} s"
                  + (f"; {res.error[:300]} (log: {log})" if res.error else ""))
         self.results.append(res)
+        self._current = None
         return res
+
+    def _launch(self, spec_file: Path, log: Path) -> int:
+        """The probe process, in its own process group; its exit code (-1: timed out). Stopped by a signal,
+        its whole group is stopped (probe/stop.py) before the exception goes on to the session."""
+        proc = None
+        with log.open("w") as out:
+            try:
+                with self.deferred():
+                    proc = subprocess.Popen([sys.executable, "-m", "sai_mlflow.probe.child", str(spec_file)],
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                return proc.wait(timeout=self.spec.timeout_s)
+            except subprocess.TimeoutExpired:
+                stop_group(proc)
+                return -1
+            except BaseException:
+                if proc is not None:
+                    stop_group(proc)
+                raise
 
     def _read_back(self, res: ProbeResult) -> None:
         m = self.client.get_run(res.run_id).data.metrics
@@ -191,8 +302,9 @@ class Session:
             self.total_gib = m[K.SUMMARY_TOTAL_GIB]
 
     def points(self) -> list[Point]:
-        return [Point(r.batch, r.batch_effective, None if r.error else r.peak_gib, r.outcome == OVER_LIMIT)
-                for r in self.results]
+        """What the fit sees: a crashed probe or an implausible peak gives no point (None)."""
+        return [Point(r.batch, r.batch_effective, None if r.error else plausible_peak(r.peak_gib),
+                      r.outcome == OVER_LIMIT) for r in self.results]
 
     # --- the whole session ----------------------------------------------------------------------
     def run(self, batches: Sequence[int] | None, auto_start: int = DEFAULT_AUTO_START,
@@ -252,7 +364,8 @@ class Session:
         for f in (report, data, plot_file):
             if f is not None and Path(f).is_file():
                 self.client.log_artifact(self.run_id, str(f))
-        self.client.set_terminated(self.run_id, "FINISHED")
+        self.clean_slices()
+        self.sink.terminate("FINISHED")
 
 
 def _g(x: float | None) -> str:

@@ -54,11 +54,17 @@ def scheme_of(tracking_uri: str) -> str:
     return head.split("+", 1)[0].lower()
 
 
-def make_client(tracking_uri: str):
+class StoreMissing(StoreConfigError):
+    """A reading command pointed at a sqlite store that does not exist: it is not created (exit 2)."""
+
+
+def make_client(tracking_uri: str, create: bool = True):
     """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default.
 
     Any other store is checked first (`check_store`): a misconfiguration raises StoreConfigError with
     the fix, an outage ConnectionError in seconds, where MLflow's client would retry for minutes.
+    `create=False` (commands that only read, or check before they run): a sqlite store that does not
+    exist raises StoreMissing instead of being created, so a command that does not run creates nothing.
     """
     from mlflow.tracking import MlflowClient
 
@@ -67,8 +73,36 @@ def make_client(tracking_uri: str):
         if "@" in tracking_uri:  # MLflow's client prints "View run at <URI>", user:password included
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         return MlflowClient(tracking_uri=tracking_uri)
-    with _sqlite_init_lock(Path(tracking_uri[len("sqlite:///"):])):
+    db = Path(tracking_uri[len("sqlite:///"):])
+    if not create and not db.is_file():
+        raise StoreMissing(f"no MLflow store at {tracking_uri} (nothing was logged there): run from the folder "
+                           "that holds ./mlruns, or pass --tracking-uri (or MLFLOW_TRACKING_URI); nothing was created")
+    if not _needs_init(db):  # an existing, current store is only opened: no lock, so a read-only one reads
+        return MlflowClient(tracking_uri=tracking_uri)
+    with _sqlite_init_lock(db):
         return MlflowClient(tracking_uri=tracking_uri)  # builds the store: creates or migrates the schema
+
+
+def _needs_init(db: Path) -> bool:
+    """True unless `db` is a sqlite store whose schema is MLflow's current one (read without writing)."""
+    import sqlite3
+
+    try:
+        if db.stat().st_size == 0:
+            return True
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return True
+    try:
+        from mlflow.store.db.utils import _get_latest_schema_revision
+
+        return row is None or row[0] != _get_latest_schema_revision()
+    except Exception:
+        return True
 
 
 @contextmanager
@@ -77,11 +111,20 @@ def _sqlite_init_lock(db: Path):
 
     Eight processes opening a fresh store at once each ran MLflow's schema migration; all but one
     failed and the file was left half-migrated ("table _alembic_tmp_experiments already exists").
+    A folder that cannot take the lock file (a read-only store) cannot be migrated from here either:
+    MLflow then says what it needs.
     """
     import fcntl
 
     db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.parent / f".{db.name}.init.lock", "a") as lock:
+    try:
+        lock = open(db.parent / f".{db.name}.init.lock", "a")
+    except OSError:
+        if not db.is_file():
+            raise
+        yield
+        return
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -117,7 +160,8 @@ def check_store(tracking_uri: str, timeout_s: float = 3.0) -> None:
     """Refuse a misconfigured store before any work; tell an outage apart, in seconds.
 
     StoreConfigError (exit 2, never spooled): unknown scheme, missing driver, bad host name, refused
-    login, HTTP 401/403. ConnectionError (an outage: `train` spools): connection refused, timeout, 5xx.
+    login, HTTP 401/403, a server that is not MLflow (a wrong port or path). ConnectionError (an outage:
+    `train` spools): connection refused, timeout, 5xx.
     """
     scheme = scheme_of(tracking_uri)
     if scheme in ("http", "https"):
@@ -213,6 +257,27 @@ def _check_http_login(uri: str, timeout_s: float) -> None:
         raise ConnectionError(f"tracking server {redact_text(uri)} is unreachable ({redact_text(e)})") from None
     if resp.status_code in (401, 403):
         raise http_refusal(resp.status_code, uri)
+    if resp.status_code < 500 and not _mlflow_answer(resp):
+        raise not_mlflow(uri, resp)
+
+
+def _mlflow_answer(resp) -> bool:
+    """MLflow's REST API answers JSON: a result on 200, `{"error_code": …}` otherwise."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and (resp.status_code == 200 or "error_code" in body)
+
+
+def not_mlflow(uri: str, resp) -> StoreConfigError:
+    """Something that is not an MLflow tracking server answered (a wrong port or path): one line, no page."""
+    kind = (resp.headers.get("content-type") or "no content type").split(";")[0].strip()
+    server = resp.headers.get("server")
+    what = f"HTTP {resp.status_code}, {kind}" + (f", server '{redact_text(server)[:80]}'" if server else "")
+    return StoreConfigError(
+        f"tracking URI {redact_text(uri)}: what answered is not an MLflow tracking server (its REST API "
+        f"/api/2.0/mlflow/experiments/search gave {what}): check the host, port and path ({TEAM_HINT})")
 
 
 def http_refusal(status: int, uri: str, what: str = "") -> StoreConfigError:

@@ -9,7 +9,8 @@ Layout (one directory per run, under one known root so `sai-mlflow sync` finds t
         watermark                    byte offset up to which the store has acknowledged (atomic rename)
         mlflow_run_id                the run sync created for an offline (`local-`) run
         rejected.jsonl               items the store rejected for their content (kept; `sync --dry-run`)
-        lock                         flock held by the live writer; a SIGKILL releases it
+        lock                         flock held by the live writer; a SIGKILL releases it. Holds `PID START`
+                                     of the writer (writer.py), so sync tells a live writer from a dead one
 
 Records (JSON, NaN/Infinity allowed; records.py types them, one class per kind, and lists the codes):
 metrics, params, tags, an artifact, the model, the terminal status, and values set aside with a reason
@@ -201,9 +202,12 @@ class Spool:
         except OSError:
             os.close(fd)
             return False
+        from .writer import held, lock_record
+
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, lock_record().encode())  # `PID START`: sync asks whether that process runs (writer.py)
         self._lock_fd = fd
+        held(self)  # a forked child drops its copy of this lock
         return True
 
     def unlock(self) -> None:

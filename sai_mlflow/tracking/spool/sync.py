@@ -92,8 +92,18 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
     nothing was refused or found corrupt (those are kept on disk for the user, with the reason).
     """
     res = SyncResult(spool.run_id, run_id=spool.bound_run_id())
-    if not spool.try_lock():
-        res.state, res.message = "live", "a live process is still writing this spool; left alone"
+    from .writer import release, take_over, writer_of
+
+    # the writer's flock, else (the writer is dead, a child it forked still holds it) its PID says it is gone;
+    # and the folder's flock, so two syncs never upload one spool at once
+    locked = spool.try_lock()
+    pid, alive = (None, False) if locked else writer_of(spool)
+    taken = None if alive else take_over(spool)
+    if taken is None:
+        spool.close()
+        who = f" (pid {pid})" if pid else ""
+        res.state, res.message = "live", (f"a live process{who} is still writing this spool; left alone" if alive
+                                          else "another sync is uploading this spool; left alone")
         return res
     try:
         pend = summarize(spool)
@@ -142,3 +152,4 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
         return res
     finally:
         spool.close()
+        release(taken)
