@@ -3,18 +3,22 @@
 Bad input, a misconfigured or unusable store (MLflow, sqlite/SQLAlchemy, HTTP 401/403) and file-system
 errors exit 2 as the contract says; anything unforeseen exits 1 with one line too (set SAI_MLFLOW_DEBUG=1
 for the traceback). Used by the `sai-mlflow` group and by the standalone `compare-runs` command.
+
+While a command runs, everything printed to stdout/stderr (by it, by Ultralytics, by MLflow) passes the one
+redaction rule (`redact.RedactingStream`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from contextlib import contextmanager
 
 import click
 
 from ..errors import UserError
-from ..redact import redact_text
+from ..redact import RedactingStream, redact_text
 
 MAX_CHARS = 600
 
@@ -90,9 +94,24 @@ def to_usage_error(e: BaseException) -> UsageError:
 
 
 @contextmanager
-def error_boundary():
+def redacted_output():
+    """stdout and stderr through the redaction rule for the command's duration (installed once)."""
+    if isinstance(sys.stdout, RedactingStream):
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
         yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@contextmanager
+def error_boundary():
+    try:
+        with redacted_output():
+            yield
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except Exception as e:

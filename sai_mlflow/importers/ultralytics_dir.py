@@ -126,7 +126,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
 
     with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid, tempfile.TemporaryDirectory() as tmp:
         log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                          tags=[RunTag(k, v) for k, v in tags.items()])
+                          tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
         client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file
         if csv_file.is_file():
             client.log_artifact(rid, str(csv_file))
