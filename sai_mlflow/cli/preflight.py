@@ -51,12 +51,16 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
         if "imgsz" in flag_items:
             args["imgsz"] = _parse_value(flag_items["imgsz"])
         return args, getattr(cfg, "experiment", None)
+    from ..config import ConfigError, check_given, split_override
+
     args: dict = {}
     for item in sets:
-        if "=" not in item:
-            raise UsageError(f"--set {item!r} is not key=value, e.g. --set batch=8")
-        k, _, v = item.partition("=")
-        args[k.strip()] = _parse_value(v)
+        try:
+            k, v = split_override(item)
+            check_given(k, v)
+        except ConfigError as e:
+            raise UsageError(str(e)) from None
+        args[k] = _parse_value(v)
     for k, v in flag_items.items():
         args[k] = v if k in ("data", "model", "device") else _parse_value(v)
     if not args:
