@@ -134,3 +134,54 @@ class GuardedGroup(click.Group):
     def invoke(self, ctx):
         with error_boundary():
             return super().invoke(ctx)
+
+
+# --- flags checked where they are parsed: the error names the flag and the fix, before any work ----------
+
+class PolicyFlag(click.ParamType):
+    """A policy threshold given as a flag (`--max-memory-fraction`), checked by the policy's own rule so the
+    error names the flag, not configs/decision.yaml."""
+
+    name = "number"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def convert(self, value, param, ctx):
+        import math
+
+        from ..compare.policy import PolicyError, make_policy
+
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        try:
+            make_policy({self.key: x})
+        except PolicyError as e:
+            self.fail(str(e).rsplit(f"{self.key}: ", 1)[-1], param, ctx)
+        return x
+
+
+TABLE_WIDTH = click.IntRange(min=40)  # narrower, a table shows no row (and only the links were printed)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def plot_file(ctx, param, value):
+    """`--plot FILE`: a format the plotter writes, known before the runs are read and the verdict printed."""
+    from pathlib import Path
+
+    if value is not None and Path(value).suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(f"{value}: plots are written as PNG; end the name with .png "
+                                 f"(or {', '.join(PLOT_SUFFIXES[1:])})", ctx, param)
+    return value
+
+
+def given(ctx, param, value):
+    """A name option given as "" names nothing: said as such, with an example."""
+    if value is not None and not str(value).strip():
+        example = f" (e.g. {param.opts[0]} {param.default})" if param.default else ""
+        raise click.BadParameter(f"an empty value names nothing; give a name{example}", ctx, param)
+    return value

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from . import UsageError
+from .boundary import PolicyFlag
 
 # Direct flags: the common arguments without writing a config (they override the config's values).
 _FLAG_KEYS = ("data", "batch", "imgsz", "cache", "workers", "device", "model", "resume")
@@ -109,7 +110,7 @@ def _policy_limit(policy_file: str | None) -> float:
 @click.option("--resume", default=None, help="checkpoint being resumed (last.pt): checks its batch")
 @click.option("--stage-to", "stage_to", default=None, type=click.Path(file_okay=False),
               help="a planned /dev/shm staging folder: checks it has room")
-@click.option("--max-memory-fraction", default=None, type=click.FloatRange(0.05, 1.0),
+@click.option("--max-memory-fraction", default=None, type=PolicyFlag("max_memory_fraction"),
               help="limit for memory_forecast [default: the policy's max_memory_fraction]")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML (default configs/decision.yaml), as for compare-runs")
