@@ -8,6 +8,7 @@ mistake stops here, before a model is built or GPU time is spent.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +113,32 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def split_override(item: str) -> tuple[str, str]:
+    """`--set key=value` as (key, raw value); anything else is refused."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} is not key=value, e.g. --set batch=8")
+    key, _, raw = item.partition("=")
+    return key.strip(), raw.strip()
+
+
+def check_given(key: str, raw: str) -> None:
+    """An Ultralytics argument set to nothing (`--set data=`) is a slip, never Ultralytics' default."""
+    if raw == "":
+        example = {"data": "path/to/data.yaml", "model": "yolov8n.yaml"}.get(key, _ultralytics_defaults().get(key))
+        raise ConfigError(f"--set {key}= gives no value: write --set {key}=VALUE"
+                          + (f" (e.g. --set {key}={example})" if example not in (None, "") else "")
+                          + f", or leave {key} out")
+
+
 def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`--set key=value`: a bare Ultralytics key goes under `train`, a dotted one to its section."""
     defaults = _ultralytics_defaults()
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r} is not key=value, e.g. --set batch=8")
-        key, _, raw = item.partition("=")
-        key, value = key.strip(), _parse_value(raw.strip())
+        key, raw = split_override(item)
+        value = _parse_value(raw)
+        if key == "train":
+            raise ConfigError(f"--set {item}: 'train' is the section of Ultralytics arguments, not one of them; "
+                              "set them one by one, e.g. --set batch=8 --set epochs=3")
         if "." in key:
             section, _, sub = key.partition(".")
             target = doc.setdefault(section, {})
@@ -131,19 +150,39 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         elif key in TrainConfig.model_fields and key not in ("train", "source"):
             doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()  # our own top-level keys are text
         elif key in defaults:
+            check_given(key, raw)
             doc.setdefault("train", {})[key] = value
         else:
             raise ConfigError(f"--set {key}: unknown key{closest(key, list(defaults) + list(TrainConfig.model_fields))}")
     return doc
 
 
+_SCIENTIFIC = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _read_numbers(args: dict[str, Any]) -> None:
+    """`lr0: 1e-4`, `epochs: 1e3`: YAML 1.1 reads these as text, Python and YAML 1.2 as numbers; the numeric
+    arguments take them as numbers (whole ones as int where Ultralytics wants an int)."""
+    from ultralytics.cfg import CFG_FLOAT_KEYS, CFG_FRACTION_KEYS, CFG_INT_KEYS
+
+    for key, v in args.items():
+        if key in CFG_FLOAT_KEYS | CFG_FRACTION_KEYS | CFG_INT_KEYS and isinstance(v, str) and _SCIENTIFIC.fullmatch(v.strip()):
+            x = float(v)
+            args[key] = int(x) if key in CFG_INT_KEYS and x.is_integer() else x
+
+
 def _check_train_args(args: dict[str, Any]) -> None:
     from ultralytics.cfg import check_cfg
+
+    from .ultralytics_args import imgsz_problem
 
     defaults = _ultralytics_defaults()
     for key in args:
         if key not in defaults:
             raise ConfigError(f"train.{key}: not an Ultralytics training argument{closest(key, defaults)}")
+    _read_numbers(args)
+    if "imgsz" in args and imgsz_problem(args["imgsz"]):
+        raise ConfigError(f"train.imgsz={args['imgsz']!r}: {imgsz_problem(args['imgsz'])}")
     if "model" not in args:
         raise ConfigError("train.model is required, e.g. model: yolov8n.yaml (no download) or yolov8s.pt")
     if "data" not in args:

@@ -16,8 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 MARKER = "***redacted***"
 
+# short forms count only as a whole word of the key (`db_pass`, `PWD`, `dbPass`; not `bypass`, `compass`)
+_SHORT_FORMS = r"(?<![a-z])(?:pass|pwd|passwd|passphrase|pword)(?![a-z])"
 SECRET_KEY_RE = re.compile(
-    r"(token|passw|secret|api[-_ ]?key|access[-_ ]?key|credential|auth|private[-_ ]?key)", re.I)
+    r"(token|passw|secret|api[-_ ]?key|access[-_ ]?key|credential|auth|private[-_ ]?key|" + _SHORT_FORMS + ")",
+    re.I)
 
 # `scheme://user:password@host`: the password goes, the user name stays (it says who, not how)
 _URL_USERINFO_RE = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/\s@:'\"]*):(?P<pw>[^/\s'\"]+)@")
@@ -28,14 +31,16 @@ _TOKEN_RE = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}"
     r"|xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_\-]{20,}|hf_[A-Za-z0-9]{20,}|AIza[0-9A-Za-z_\-]{35}"
     r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,})")
-# `password=...` / `token: ...` inside free text (a connection string, an error message)
+# `password=...`, `db_pass: ...`, `password="..."`, `"token": "..."` inside free text (a connection string,
+# an error message, a comment); a quoted value keeps its quotes
 _INLINE_RE = re.compile(
-    r"(?P<key>\b[\w.\-]*(?:passw(?:or)?d|secret|token|api[-_]?key|credential)[\w.\-]*)(?P<sep>\s*[=:]\s*)"
-    r"(?P<val>[^\s&;,'\"]+)", re.I)
+    r"(?P<key>\b[\w.\-]*?(?:passw(?:or)?d|secret|token|api[-_]?key|credential|" + _SHORT_FORMS + r")[\w.\-]*)"
+    r"(?P<kq>['\"]?)(?P<sep>\s*[=:]\s*)(?:(?P<q>['\"])(?P<qval>.*?)(?P=q)|(?P<val>[^\s&;,'\"]+))", re.I)
 
 
 def is_secret_key(key: Any) -> bool:
-    return bool(SECRET_KEY_RE.search(str(key)))
+    """`dbPass` reads as `db_Pass`: a camelCase word is a word too."""
+    return bool(SECRET_KEY_RE.search(re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key))))
 
 
 def redact_text(text: Any) -> str:
@@ -48,7 +53,14 @@ def redact_text(text: Any) -> str:
         if secret and len(secret) >= 4:
             s = s.replace(secret, MARKER)
     s = _TOKEN_RE.sub(MARKER, s)
-    return _INLINE_RE.sub(lambda m: f"{m['key']}{m['sep']}{MARKER}" if m["val"] != MARKER else m[0], s)
+    return _INLINE_RE.sub(_hide_inline, s)
+
+
+def _hide_inline(m: re.Match) -> str:
+    value, quote = (m["qval"], m["q"]) if m["q"] else (m["val"], "")
+    if value == MARKER or not value:
+        return m[0]
+    return f"{m['key']}{m['kq']}{m['sep']}{quote}{MARKER}{quote}"
 
 
 def redact_value(key: Any, value: Any) -> str:
@@ -92,20 +104,75 @@ def has_credentials(uri: str) -> bool:
     return without_credentials(uri) != uri
 
 
-def redacted_yaml_copy(src: str | Path, dest: str | Path) -> Path:
-    """Write a redacted copy of a YAML file (e.g. Ultralytics' args.yaml) to `dest`, for upload in its place.
+def redact_yaml_text(text: str) -> str:
+    """YAML text with secret keys' values and secrets inside values hidden (the rule of `redact_tree`), its
+    layout, comments and line numbers kept: a replay's description cites lines of the history file it attaches.
 
-    A file that does not parse as YAML is copied as redacted text.
+    A changed scalar is rewritten as a double-quoted string padded with the newlines it spanned; the text
+    between scalars (comments, punctuation) goes through `redact_text`. Text that is not YAML is redacted as
+    plain text.
     """
+    import json
+
     import yaml
 
-    text = Path(src).read_bytes().decode("utf-8", errors="replace")
     try:
-        doc = yaml.safe_load(text)
-        out = text if doc is None else yaml.safe_dump(redact_tree(doc), sort_keys=False, allow_unicode=True)
+        root = yaml.compose(text)
     except yaml.YAMLError:
-        out = redact_text(text)
+        return redact_text(text)
+    scalars: dict[int, tuple[int, str | None]] = {}  # start -> (end, replacement or None to keep)
+
+    def walk(node, secret: bool) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                walk(k, False)
+                walk(v, isinstance(k, yaml.ScalarNode) and is_secret_key(k.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                walk(v, secret)
+        elif isinstance(node, yaml.ScalarNode) and node.start_mark.index not in scalars:
+            start, end = node.start_mark.index, node.end_mark.index
+            new = redact_text(node.value) if node.tag.endswith(":null") or not secret else MARKER
+            scalars[start] = (end, None if new == node.value else
+                              json.dumps(new, ensure_ascii=False) + "\n" * text.count("\n", start, end))
+
+    if root is not None:
+        walk(root, False)
+    out, pos = [], 0
+    for start in sorted(scalars):
+        end, replacement = scalars[start]
+        if start < pos:  # never inside another scalar; a malformed mark is left to the text rule
+            continue
+        out += [redact_text(text[pos:start]), text[start:end] if replacement is None else replacement]
+        pos = end
+    out.append(redact_text(text[pos:]))
+    return "".join(out)
+
+
+def redacted_yaml_copy(src: str | Path, dest: str | Path) -> Path:
+    """Write a redacted copy of a YAML file (Ultralytics' args.yaml, a history file) to `dest`, for upload in
+    its place (`redact_yaml_text`)."""
+    text = Path(src).read_bytes().decode("utf-8", errors="replace")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(out, encoding="utf-8")
+    dest.write_text(redact_yaml_text(text), encoding="utf-8")
     return dest
+
+
+class RedactingStream:
+    """A text stream whose every write goes through `redact_text`: what a command, Ultralytics or MLflow prints
+    (a data path holding a token, an experiment name, a URL with a password) leaves the process redacted."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text) if text else text)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)

@@ -14,7 +14,7 @@ from pathlib import Path
 from . import keys as K
 from .env_info import environment_params
 from .log import warn
-from .redact import redacted_yaml_copy
+from .redact import redact_text, redacted_yaml_copy
 from .telemetry.clock import BatchClock
 from .telemetry.epoch import EpochInputs, epoch_metrics
 from .telemetry.memory import memory_points, sampler_for
@@ -38,8 +38,8 @@ def devices_of(trainer) -> int:
 
 
 def dataset_name(audit) -> str:
-    """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder."""
-    return Path(audit.data_yaml).parent.name or "dataset"
+    """The name a run's dataset input (and its logged model's metrics) carry: the data.yaml's folder, redacted."""
+    return redact_text(Path(audit.data_yaml).parent.name) or "dataset"
 
 
 class RunTracker:
@@ -213,7 +213,7 @@ class RunTracker:
                 from mlflow.entities import Dataset, DatasetInput, InputTag
 
                 ds = Dataset(name=dataset_name(a), digest=a.digest,
-                             source_type="local", source=a.data_yaml)
+                             source_type="local", source=redact_text(a.data_yaml))
                 self.client.log_inputs(self.run_id, datasets=[DatasetInput(
                     ds, tags=[InputTag("mlflow.data.context", "train")])])
             except Exception as e:

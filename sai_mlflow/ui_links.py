@@ -17,7 +17,10 @@ ML_VIEW = "workflowType=machine_learning"
 
 
 def ui_base(cli_value: str | None = None) -> str:
-    return (cli_value or os.environ.get(ENV_UI_URL) or DEFAULT_UI_URL).rstrip("/")
+    """Printed in every link: credentials removed (the browser asks for the login), other secrets redacted."""
+    from .redact import redact_text, without_credentials
+
+    return redact_text(without_credentials((cli_value or os.environ.get(ENV_UI_URL) or DEFAULT_UI_URL).rstrip("/")))
 
 
 def experiment_url(base: str, experiment_id: str) -> str:

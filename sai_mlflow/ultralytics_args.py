@@ -15,6 +15,9 @@ from typing import Any
 from .tracking.batching import MAX_PARAM_CHARS  # MLflow's param value limit
 
 STRIDE = 32  # YOLOv8/11 max stride: Ultralytics rounds imgsz up to a multiple of it (check_imgsz)
+# Above this side one image of a YOLOv8s needs more than an H200's 141 GiB (1.08 GiB per image at 1440,
+# growing with the pixels): a typo, never a training.
+MAX_IMGSZ = 16384
 TRUNCATED = "…[truncated]"
 
 
@@ -52,23 +55,37 @@ def _integral(v: Any) -> bool:
     return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
 
 
+def imgsz_problem(value: Any) -> str | None:
+    """Why `imgsz=value` is not a size to train at (None when it is): one side, or [width, height], in pixels.
+
+    Ultralytics itself takes any list and any side (a 0 becomes 32, [640, 640, 640] trains at 640): such a
+    value is a typo, so it is refused here with the fix.
+    """
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    sides = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(sides) <= 2:
+        return f"give one side (640) or [width, height] (e.g. [1440, 808]), not {len(sides)} values"
+    if not all(_integral(v) for v in sides):
+        return "give whole pixels: one side (640) or [width, height] (e.g. [1440, 808])"
+    if min(sides) < 1:
+        return "every side must be at least 1 pixel, e.g. imgsz: 640 (Ultralytics would quietly replace a 0)"
+    if max(sides) > MAX_IMGSZ:
+        return (f"{int(max(sides))} pixels is more than {MAX_IMGSZ}, where one image no longer fits a 141 GiB GPU; "
+                "give the training size, e.g. imgsz: 640")
+    return None
+
+
 def train_imgsz(value: Any, stride: int = STRIDE) -> int | None:
     """The square side Ultralytics trains at: a list's largest side, rounded up to the stride; None if invalid.
 
     [1440, 808] trains at 1440 (square letterbox and mosaic), 1.78x the pixels of 1440x808.
     """
-    if isinstance(value, (list, tuple)):
-        if not value or not all(_integral(v) for v in value):
-            return None
-        side = int(max(value))
-    elif _integral(value):
-        side = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        side = int(value.strip())
-    else:
+    if imgsz_problem(value) is not None:
         return None
-    if side < 1 or side > 100_000:
-        return None
+    if isinstance(value, str):
+        value = int(value.strip())
+    side = int(max(value)) if isinstance(value, (list, tuple)) else int(value)
     return max(stride, math.ceil(side / stride) * stride)
 
 

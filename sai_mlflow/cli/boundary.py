@@ -3,18 +3,22 @@
 Bad input, a misconfigured or unusable store (MLflow, sqlite/SQLAlchemy, HTTP 401/403) and file-system
 errors exit 2 as the contract says; anything unforeseen exits 1 with one line too (set SAI_MLFLOW_DEBUG=1
 for the traceback). Used by the `sai-mlflow` group and by the standalone `compare-runs` command.
+
+While a command runs, everything printed to stdout/stderr (by it, by Ultralytics, by MLflow) passes the one
+redaction rule (`redact.RedactingStream`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from contextlib import contextmanager
 
 import click
 
 from ..errors import UserError
-from ..redact import redact_text
+from ..redact import RedactingStream, redact_text
 
 MAX_CHARS = 600
 
@@ -90,9 +94,24 @@ def to_usage_error(e: BaseException) -> UsageError:
 
 
 @contextmanager
-def error_boundary():
+def redacted_output():
+    """stdout and stderr through the redaction rule for the command's duration (installed once)."""
+    if isinstance(sys.stdout, RedactingStream):
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     try:
         yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@contextmanager
+def error_boundary():
+    try:
+        with redacted_output():
+            yield
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except Exception as e:
@@ -115,3 +134,54 @@ class GuardedGroup(click.Group):
     def invoke(self, ctx):
         with error_boundary():
             return super().invoke(ctx)
+
+
+# --- flags checked where they are parsed: the error names the flag and the fix, before any work ----------
+
+class PolicyFlag(click.ParamType):
+    """A policy threshold given as a flag (`--max-memory-fraction`), checked by the policy's own rule so the
+    error names the flag, not configs/decision.yaml."""
+
+    name = "number"
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def convert(self, value, param, ctx):
+        import math
+
+        from ..compare.policy import PolicyError, make_policy
+
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        try:
+            make_policy({self.key: x})
+        except PolicyError as e:
+            self.fail(str(e).rsplit(f"{self.key}: ", 1)[-1], param, ctx)
+        return x
+
+
+TABLE_WIDTH = click.IntRange(min=40)  # narrower, a table shows no row (and only the links were printed)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def plot_file(ctx, param, value):
+    """`--plot FILE`: a format the plotter writes, known before the runs are read and the verdict printed."""
+    from pathlib import Path
+
+    if value is not None and Path(value).suffix.lower() not in PLOT_SUFFIXES:
+        raise click.BadParameter(f"{value}: plots are written as PNG; end the name with .png "
+                                 f"(or {', '.join(PLOT_SUFFIXES[1:])})", ctx, param)
+    return value
+
+
+def given(ctx, param, value):
+    """A name option given as "" names nothing: said as such, with an example."""
+    if value is not None and not str(value).strip():
+        example = f" (e.g. {param.opts[0]} {param.default})" if param.default else ""
+        raise click.BadParameter(f"an empty value names nothing; give a name{example}", ctx, param)
+    return value

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .boundary import GuardedCommand, UsageError, store_refusals
+from .boundary import TABLE_WIDTH, GuardedCommand, PolicyFlag, UsageError, plot_file, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)."
@@ -51,17 +51,17 @@ def _reader(tracking_uri: str | None):
 @click.option("--filter", "filter_string", help="MLflow filter string, e.g. \"tags.stage = '1'\" (with --experiment).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default configs/decision.yaml).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), help="Write memory / s-per-batch / mAP50 plots to this PNG.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), callback=plot_file, help="Write memory / s-per-batch / mAP50 plots to this PNG.")
 @click.option("--tag-runs", is_flag=True, help="Write the verdict back: tags sai.verdict, sai.reasons and a one-line run description.")
 @click.option("--log-report", is_flag=True, help="Log a run_kind=decision run: verdict markdown, JSON, plot, links to the judged runs.")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
 @click.option("--ui-url", help=UI_URL_HELP)
-@click.option("--max-memory-fraction", type=float, help="Override the policy's max_memory_fraction.")
-@click.option("--max-map-drop", type=float, help="Override max_map_drop (absolute, 0-1).")
-@click.option("--max-leak-gib-per-hour", type=float, help="Override max_leak_gib_per_hour.")
-@click.option("--max-data-wait-fraction", type=float, help="Override max_data_wait_fraction.")
-@click.option("--max-slowdown", type=float, help="Override max_slowdown.")
-@click.option("--width", type=int, help="Table width in characters (default: the terminal's, 180 when piped).")
+@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"), help="Override the policy's max_memory_fraction.")
+@click.option("--max-map-drop", type=PolicyFlag("max_map_drop"), help="Override max_map_drop (absolute, 0-1).")
+@click.option("--max-leak-gib-per-hour", type=PolicyFlag("max_leak_gib_per_hour"), help="Override max_leak_gib_per_hour.")
+@click.option("--max-data-wait-fraction", type=PolicyFlag("max_data_wait_fraction"), help="Override max_data_wait_fraction.")
+@click.option("--max-slowdown", type=PolicyFlag("max_slowdown"), help="Override max_slowdown.")
+@click.option("--width", type=TABLE_WIDTH, help="Table width in characters (default: the terminal's, 180 when piped).")
 def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, log_report,
                  tracking_uri, ui_url, max_memory_fraction, max_map_drop, max_leak_gib_per_hour, max_data_wait_fraction,
                  max_slowdown, width):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .boundary import UsageError
+from .boundary import PolicyFlag, UsageError
 
 # Direct flags: the common arguments without writing a config (they override the config's values).
 _FLAG_KEYS = ("data", "batch", "imgsz", "cache", "workers", "device", "model", "resume")
@@ -51,12 +51,16 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
         if "imgsz" in flag_items:
             args["imgsz"] = _parse_value(flag_items["imgsz"])
         return args, getattr(cfg, "experiment", None)
+    from ..config import ConfigError, check_given, split_override
+
     args: dict = {}
     for item in sets:
-        if "=" not in item:
-            raise UsageError(f"--set {item!r} is not key=value, e.g. --set batch=8")
-        k, _, v = item.partition("=")
-        args[k.strip()] = _parse_value(v)
+        try:
+            k, v = split_override(item)
+            check_given(k, v)
+        except ConfigError as e:
+            raise UsageError(str(e)) from None
+        args[k] = _parse_value(v)
     for k, v in flag_items.items():
         args[k] = v if k in ("data", "model", "device") else _parse_value(v)
     if not args:
@@ -105,7 +109,7 @@ def _policy_limit(policy_file: str | None) -> float:
 @click.option("--resume", default=None, help="checkpoint being resumed (last.pt): checks its batch")
 @click.option("--stage-to", "stage_to", default=None, type=click.Path(file_okay=False),
               help="a planned /dev/shm staging folder: checks it has room")
-@click.option("--max-memory-fraction", default=None, type=click.FloatRange(0.05, 1.0),
+@click.option("--max-memory-fraction", default=None, type=PolicyFlag("max_memory_fraction"),
               help="limit for memory_forecast [default: the policy's max_memory_fraction]")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML (default configs/decision.yaml), as for compare-runs")

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from .boundary import UsageError, store_refusals
+from .boundary import TABLE_WIDTH, UsageError, given, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 
@@ -61,7 +61,7 @@ def render(outcome, console) -> None:
 @click.command("promote", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_id", required=False)
 @click.option("--model", "model_name", required=True, help="Registered model name, e.g. sai-net-detector.")
-@click.option("--alias", default="champion", show_default=True, help="Alias to move (registry stages are deprecated).")
+@click.option("--alias", default="champion", show_default=True, callback=given, help="Alias to move (registry stages are deprecated).")
 @click.option("--dry-run", is_flag=True, help="Print the gate table; write nothing.")
 @click.option("--force", is_flag=True,
               help="Register even when gates fail; recorded on the version (sai.promotion.forced).")
@@ -70,7 +70,7 @@ def render(outcome, console) -> None:
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
               help="Policy YAML (default configs/decision.yaml): min_improvement, max_memory_fraction, ...")
-@click.option("--width", type=int, help="Table width in characters (default: the terminal's).")
+@click.option("--width", type=TABLE_WIDTH, help="Table width in characters (default: the terminal's).")
 @click.option("--ui-url", help="MLflow UI base URL for the printed link (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000).")
 def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rollback, tracking_uri, policy_file,
             width, ui_url):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -208,8 +209,17 @@ def _settings(cfg, uri: str, exp: str, run_name: str | None, policy_file: str):
     from ..tracking.settings import TrackingSettings
 
     return TrackingSettings.from_config(
-        cfg.tracking, tracking_uri=uri, experiment=exp, run_name=run_name or cfg.run_name or "", stage=cfg.stage,
-        guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file)
+        cfg.tracking, tracking_uri=uri, experiment=exp, run_name=_run_name(run_name or cfg.run_name, cfg.train),
+        stage=cfg.stage, guard_stop_on=",".join(cfg.guard.stop_on), policy_file=policy_file)
+
+
+def _run_name(given: str | None, train_args: dict) -> str:
+    """The run's name as MLflow, the logged model and summary.md show it: redacted. None given: Ultralytics'
+    `name` (its run folder) names the run, as is, unless it holds a secret."""
+    if given:
+        return redact_text(given)
+    name = str(train_args.get("name") or "")
+    return redact_text(name) if redact_text(name) != name else ""
 
 
 def _run_training(args: dict, settings, findings, ctx, console):
@@ -252,6 +262,8 @@ def _run_training(args: dict, settings, findings, ctx, console):
 
 def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None:
     """Where the run is: a local spool to sync, or links into the MLflow UI."""
+    from rich.markup import escape
+
     from .. import keys as K
     from ..ui_links import run_url, ui_base
 
@@ -261,13 +273,13 @@ def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
         return
     base = ui_base(ui_url)
-    console.print(f"[green]run {tracker.run_id}[/] in experiment '{exp}'")
+    console.print(f"[green]run {tracker.run_id}[/] in experiment '{escape(redact_text(exp))}'")
     console.print(f"open it:   {run_url(base, tracker.experiment_id, tracker.run_id)}", soft_wrap=True, highlight=False)
     console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
                   soft_wrap=True, highlight=False)
     if not uri.startswith("http"):
-        console.print(f"(serve the UI first: mlflow ui --backend-store-uri {redact_text(uri)})", soft_wrap=True,
-                      highlight=False)
+        console.print(f"(serve the UI first: mlflow ui --backend-store-uri {shlex.quote(redact_text(uri))})",
+                      soft_wrap=True, highlight=False, markup=False)
 
 
 COMMANDS = [train, make_synthetic]

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..keys import TAG_IMPORT_FINGERPRINT, TAG_IMPORT_SOURCE  # noqa: F401  (re-exported for the importers)
+from ..redact import redact_mapping, redact_text
 
 
 class ImportFailed(ValueError):
@@ -28,6 +29,9 @@ class ImportResult:
     experiment: str
     action: str  # "imported" | "already imported"
     experiment_id: str = "0"  # for the printed link into the UI
+
+    def __post_init__(self) -> None:
+        self.run_name = redact_text(self.run_name)  # printed
 
 
 def fingerprint(*parts: bytes | str) -> str:
@@ -51,9 +55,11 @@ def atomic_run(client, experiment_id: str, run_name: str, start_ms: int, fp: str
     """A new run that either ends up whole, with fingerprint `fp` set last, or is deleted again.
 
     A half-made run holding the fingerprint would make the next import say "already imported" and log
-    nothing; a deleted run is invisible to `find_imported` (MLflow searches active runs only).
+    nothing; a deleted run is invisible to `find_imported` (MLflow searches active runs only). The name and
+    tags are redacted here, for both importers.
     """
-    rid = client.create_run(experiment_id, start_time=start_ms, run_name=run_name, tags=tags).info.run_id
+    rid = client.create_run(experiment_id, start_time=start_ms, run_name=redact_text(run_name),
+                            tags=redact_mapping(tags or {})).info.run_id
     try:
         yield rid
         client.set_tag(rid, TAG_IMPORT_FINGERPRINT, fp)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import keys as K
 from ..compare.policy import memory_limit_fraction
-from ..redact import redact_mapping
+from ..redact import redact_mapping, redact_text, redacted_yaml_copy
 from ..telemetry.memory import memory_points
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
@@ -450,8 +451,10 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         metrics = [Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics]
         with atomic_run(client, exp_id, spec.name, int(t0 * 1000), fp, tags=source_tags()) as rid:
             log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                              tags=[RunTag(k, v) for k, v in tags.items()])
-            client.log_artifact(rid, str(path), K.ARTIFACT_HISTORY_DIR)
+                              tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
+            with tempfile.TemporaryDirectory() as tmp:  # a redacted copy, same lines: never the raw file
+                copy = redacted_yaml_copy(path, Path(tmp) / redact_text(Path(path).name))
+                client.log_artifact(rid, str(copy), K.ARTIFACT_HISTORY_DIR)
             if spec.status != "RUNNING":
                 client.set_terminated(rid, spec.status, end_time=int((t0 + duration) * 1000))
         results.append(ImportResult(rid, spec.name, exp_name, "imported", exp_id))

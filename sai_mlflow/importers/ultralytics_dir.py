@@ -37,6 +37,19 @@ def read_results(path: Path) -> list[dict[str, float]]:
         raise ImportFailed(str(e)) from None
 
 
+def _check_numbers(args: dict, rows: list[dict[str, float]], args_file: Path, csv_file: Path) -> None:
+    """NaN/inf where Ultralytics wrote a count is a damaged file: said with its place and the fix, before any write."""
+    for key, v in args.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ImportFailed(f"{args_file}: {key}: {v} is not a value Ultralytics trains with; write the number "
+                               "the run used, then import again")
+    for i, r in enumerate(rows, start=1):
+        ep = r["epoch"]
+        if not (math.isfinite(ep) and ep >= 0 and ep.is_integer()):
+            raise ImportFailed(f"{csv_file}: data row {i} has epoch {ep:g}; every row's epoch is a whole number "
+                               "(1, 2, …): fix or delete that row, then import again")
+
+
 def _digest(data: Any) -> str | None:
     """The dataset digest, when args.yaml's data.yaml still resolves here."""
     if not data or not Path(str(data)).is_file():
@@ -72,6 +85,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     if not isinstance(args, dict):
         raise ImportFailed(f"{args_file}: expected a mapping of trainer arguments")
     rows = read_results(csv_file) if csv_file.is_file() else []
+    _check_numbers(args, rows, args_file, csv_file)
 
     exp_id = get_or_create_experiment(client, experiment)
     fp = fingerprint("ultralytics-dir", args_file.read_bytes(), csv_file.read_bytes() if csv_file.is_file() else b"")
@@ -126,7 +140,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
 
     with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid, tempfile.TemporaryDirectory() as tmp:
         log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                          tags=[RunTag(k, v) for k, v in tags.items()])
+                          tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
         client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file
         if csv_file.is_file():
             client.log_artifact(rid, str(csv_file))

@@ -297,23 +297,38 @@ def check_resume(s: State) -> list[Finding]:
 
 
 
+def _missing_gpu(s: State) -> Finding | None:
+    """The CUDA indices asked for that this host does not have (torch's count first: it is what Ultralytics
+    selects from), said before training instead of failing inside Ultralytics."""
+    a, host = s.args, s.host
+    if not a.cuda:
+        return None
+    count = host.cuda_devices if host.cuda_devices is not None else (len(host.gpus) if host.gpus is not None else None)
+    if count is None:
+        return None
+    missing = [i for i in a.cuda if i >= count]
+    if not missing:
+        return None
+    has = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU(s), indices 0..{count - 1}"
+    return Finding("error", "gpu_missing", f"device={a.device_raw!r} asks for CUDA device(s) {missing}, but this host "
+                   f"has {has}", "device: cpu" + (f", or an index below {count}" if count else " (or run on a GPU host)"))
+
+
 def check_gpu_busy(s: State) -> list[Finding]:
     a = s.args
     if a.cuda == []:
         return []
+    missing = _missing_gpu(s)
     gpus = s.host.gpus
     if gpus is None:  # no NVML: nothing to say about GPU memory
+        if missing:
+            return [missing]
         if a.cuda:
             return [Finding("info", "gpu_busy", f"device={a.device_raw!r} but NVML is unavailable: "
                                                 "GPU memory in use not checked")]
         return []
     wanted = a.cuda if a.cuda is not None else ([0] if gpus else [])
-    out: list[Finding] = []
-    missing = [i for i in wanted if i not in {g.index for g in gpus}]
-    if missing:
-        out.append(Finding("error", "gpu_missing",
-                           f"device={a.device_raw!r} asks for CUDA device(s) {missing}, but this host has "
-                           f"{len(gpus)} GPU(s)", "device: cpu, or an index that exists"))
+    out: list[Finding] = [missing] if missing else []
     busy = []
     for g in gpus:
         if g.index in wanted and g.used_bytes > max(GPU_BUSY_MIN_BYTES, GPU_BUSY_MIN_FRACTION * g.total_bytes):

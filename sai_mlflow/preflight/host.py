@@ -21,6 +21,7 @@ class HostInfo:
     ram_available: int  # Linux MemAvailable: tmpfs pages are already counted as used
     tmpfs_used: int = 0  # bytes held by all tmpfs mounts (reported in messages)
     gpus: list[GpuInfo] | None = None  # None: NVML unavailable (no driver, no GPU, no pynvml)
+    cuda_devices: int | None = None  # CUDA devices torch sees (what Ultralytics selects from); None: unknown
 
     @classmethod
     def probe(cls) -> HostInfo:
@@ -29,7 +30,17 @@ class HostInfo:
         vm = psutil.virtual_memory()
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return cls(cpu_count=cores, ram_total=vm.total, ram_available=vm.available,
-                   tmpfs_used=_tmpfs_used(), gpus=_nvml_gpus())
+                   tmpfs_used=_tmpfs_used(), gpus=_nvml_gpus(), cuda_devices=_cuda_devices())
+
+
+def _cuda_devices() -> int | None:
+    """torch's count honours CUDA_VISIBLE_DEVICES, as Ultralytics' select_device does (NVML does not)."""
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:
+        return None
 
 
 def _tmpfs_used() -> int:
