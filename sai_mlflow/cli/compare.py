@@ -176,6 +176,7 @@ def import_history(files, experiment, tracking_uri, ui_url):
     """Log runs described in a history YAML file (docs/history-format.md) as MLflow runs (run_kind=replay)."""
     from ..importers import ImportFailed
     from ..importers.history_file import import_history_file
+    from ..starters import resolve
     from ..ui_links import run_url, ui_base
 
     client = _client(tracking_uri)
@@ -183,7 +184,7 @@ def import_history(files, experiment, tracking_uri, ui_url):
     for f in files:
         try:
             with store_refusals(client.tracking_uri, "writing runs"):
-                results = import_history_file(client, f, experiment)
+                results = import_history_file(client, resolve(f), experiment)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         for res in results:

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from ..redact import redact_text
+from ..starters import DEFAULT_CONFIG
+from ..starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
+from ..starters import resolve as resolve_starter
 from . import UsageError
-
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_CONFIG = REPO_CONFIGS / "cpu_smoke.yaml"
 
 
 def _console():
@@ -166,7 +166,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
 
     console = _console()
     try:
-        cfg = load_config(config_path or str(DEFAULT_CONFIG), list(sets))
+        cfg = load_config(resolve_starter(config_path) if config_path else str(DEFAULT_CONFIG), list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
     policy_file = _checked_policy(policy_file)
