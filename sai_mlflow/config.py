@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data.synthetic import SyntheticSpec, parse_size
 from .errors import closest
+from .ultralytics_args import is_autobatch
 from .yaml_file import load_mapping
 
 
@@ -191,12 +192,15 @@ def _check_train_args(args: dict[str, Any]) -> None:
     if batch is not None:
         if isinstance(batch, bool) or not isinstance(batch, int | float):
             raise ConfigError(f"train.batch={batch!r}: must be a number, e.g. batch: 16")
-        if batch <= 0 or (isinstance(batch, float) and not batch.is_integer()):
+        if is_autobatch(batch):  # Ultralytics settles it; the run records both (batch_size, batch_size_effective)
+            args["batch"] = -1 if batch == -1 else float(batch)
+        elif batch <= 0 or (isinstance(batch, float) and not batch.is_integer()):
             raise ConfigError(
-                f"train.batch={batch}: must be a positive whole number. AutoBatch (-1 or a fraction) is not "
-                "used here: pick the batch explicitly (compare-runs prints a suggested_batch from logged runs)"
+                f"train.batch={batch}: must be a positive whole number, -1 (AutoBatch) or a fraction 0 < f < 1 "
+                "(AutoBatch's share of GPU memory), e.g. batch: 16"
             )
-        args["batch"] = int(batch)
+        else:
+            args["batch"] = int(batch)
     try:
         check_cfg(dict(args), hard=True)
     except (TypeError, ValueError) as e:

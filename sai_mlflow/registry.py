@@ -368,7 +368,7 @@ def version_description(ev: Evaluation, policy, *, forced: bool, when: str, who:
 
 
 def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: bool = False,
-            dry_run: bool = False, allow_dataset_change: bool = False, ui: str | None = None) -> Outcome:
+            dry_run: bool = False, allow_dataset_change: bool = False) -> Outcome:
     """Judge `run_id`; when every gate passes (or `force`), register a version and move `alias` to it."""
     _check_names(model_name, alias)
     if dry_run:
@@ -379,11 +379,9 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
                        previous_version=ev.holder.version if ev.holder else None)
 
     run = get_run(client, run_id)  # the cheap bad-input check before taking the lock
-    run_link = None
-    if ui:
-        from .ui_links import run_url
+    from .ui_links import RELATIVE, run_url
 
-        run_link = run_url(ui, run.info.experiment_id, run_id)
+    run_link = run_url(RELATIVE, run.info.experiment_id, run_id)  # stored in MLflow: relative, any host
     with promotion_lock(client, model_name, alias):
         ev = evaluate(client, run_id, model_name, alias, policy, allow_dataset_change)
         if ev.holder is not None and ev.holder.run_id == run_id:
@@ -415,8 +413,37 @@ def promote(client, run_id: str, model_name: str, alias: str, policy, *, force: 
             from .backend.mlflow_registry import link_logged_model
 
             link_logged_model(client, model_id, model_name, str(mv.version))
+        if ev.holder is not None:
+            mark_alias_moved(client, model_name, alias, lost=ev.holder.version, gained=str(mv.version), when=now,
+                             how="promoted")
         return Outcome("forced" if not ev.passed else "promoted", ev, version=str(mv.version),
                        previous_version=ev.holder.version if ev.holder else None, time=now)
+
+
+ALIAS_NOTE = "**Alias:**"
+
+
+def with_alias_note(description: str | None, line: str) -> str:
+    """Pure: the alias note as the first paragraph (a previous note replaced), the promotion record below."""
+    rest = description or ""
+    if rest.startswith(ALIAS_NOTE):
+        rest = rest.split("\n\n", 1)[1] if "\n\n" in rest else ""
+    return f"{ALIAS_NOTE} {line}" + (f"\n\n{rest}" if rest else "")
+
+
+def mark_alias_moved(client, model_name: str, alias: str, *, lost: str, gained: str, when: str, how: str) -> None:
+    """Only the holder says it holds the alias: the version that lost it drops `sai.alias` and its description
+    says so; the one that gained it (a rollback target) gets the tag back and says so."""
+    lost_mv = client.get_model_version(model_name, lost)
+    if (lost_mv.tags or {}).get(TAG_ALIAS) == alias:
+        client.delete_model_version_tag(model_name, lost, TAG_ALIAS)
+    client.update_model_version(model_name, lost, description=with_alias_note(
+        lost_mv.description, f"no longer @{alias} since {when}: {how} to v{gained}."))
+    if how == "rolled back":
+        gained_mv = client.get_model_version(model_name, gained)
+        client.set_model_version_tag(model_name, gained, TAG_ALIAS, alias)
+        client.update_model_version(model_name, gained, description=with_alias_note(
+            gained_mv.description, f"@{alias} again since {when} (rolled back from v{lost})."))
 
 
 def _undo_version(client, model_name: str, version: str, alias: str, error: Exception) -> None:
@@ -460,6 +487,7 @@ def rollback(client, model_name: str, alias: str, *, dry_run: bool = False) -> O
             for k, v in {TAG_ROLLBACK_TIME: now, TAG_ROLLBACK_FROM: current, TAG_ROLLBACK_BY: _who()}.items():
                 client.set_model_version_tag(model_name, prev, k, v)
             client.set_model_version_tag(model_name, current, TAG_ROLLED_BACK_TIME, now)
+            mark_alias_moved(client, model_name, alias, lost=current, gained=prev, when=now, how="rolled back")
         except Exception:  # no alias without its audit tags: put it back
             try:
                 client.set_registered_model_alias(model_name, alias, current)

@@ -26,7 +26,7 @@ from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
 from .compare.policy import memory_limit_fraction
 from .tracking.store import probe
-from .ultralytics_args import cache_mode, train_imgsz
+from .ultralytics_args import batch_request_tag, cache_mode, is_autobatch, train_imgsz
 
 SPOOL_WRITE_INTERVAL_S = 0.5  # every per-batch point older than 1 s is in the spool (docs/durability.md)
 REDACTED_DIR = ".sai_mlflow"  # under the Ultralytics run dir: redacted copies of files that are uploaded
@@ -50,6 +50,7 @@ class RunTracker:
         self._failed_hooks: set[str] = set()
         self.clock = BatchClock()
         self.requested_batch: int | None = None
+        self.batch_request = getattr(getattr(trainer, "args", None), "batch", None)  # as asked: AutoBatch rewrites args.batch later
         self.batches_per_epoch: int | None = None
         self.epoch_rows_start = 0
         self.epoch_wall_start = time.time()
@@ -173,7 +174,8 @@ class RunTracker:
             first = train_path[0] if isinstance(train_path, list) else train_path
             on_tmpfs = is_on_tmpfs(first)
         tags = {
-            K.TAG_BATCH_SIZE: str(self.requested_batch),
+            K.TAG_BATCH_SIZE: batch_request_tag(self.batch_request) if is_autobatch(self.batch_request)
+            else str(self.requested_batch),
             K.TAG_BATCH_SIZE_EFFECTIVE: str(trainer.batch_size),
             K.TAG_CACHE_MODE: cache_mode(args.get("cache")),
             K.TAG_DATA_ON_TMPFS: str(on_tmpfs).lower(),

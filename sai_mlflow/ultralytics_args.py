@@ -115,3 +115,16 @@ def checkpoint_batch(path: str | Path) -> int | None:
         return int(batch)
     except (TypeError, ValueError):
         return None
+
+
+def is_autobatch(batch: Any) -> bool:
+    """Ultralytics' AutoBatch request: -1 (its default share of GPU memory) or a fraction 0 < f < 1 of it."""
+    return isinstance(batch, int | float) and not isinstance(batch, bool) and (batch == -1 or 0 < batch < 1)
+
+
+def batch_request_tag(batch: Any) -> str:
+    """The `batch_size` tag: the batch as asked (`96`, AutoBatch's `-1` or `0.7`); the settled one is
+    `batch_size_effective`."""
+    if isinstance(batch, float) and batch.is_integer():
+        return str(int(batch))
+    return str(batch)

@@ -16,9 +16,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from . import compare, preflight, probe, registry, sync, train
+    from . import compare, init, preflight, probe, registry, sync, train, ui
 
-    for module in (train, probe, compare, preflight, registry, sync):
+    for module in (train, probe, compare, preflight, registry, sync, ui, init):
         for command in module.COMMANDS:
             cli.add_command(command)
 

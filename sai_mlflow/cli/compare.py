@@ -12,7 +12,7 @@ import click
 from .boundary import TABLE_WIDTH, GuardedCommand, PolicyFlag, UsageError, plot_file, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
-UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)."
+UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, else http://127.0.0.1:5000)."
 
 
 def check_writable_file(path: str, option: str) -> None:
@@ -98,17 +98,18 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         raise UsageError(f"only probe runs here ({len(probes)}): probes are evidence, not trainings; "
                          "read their session with `sai-mlflow probe`'s report, or compare finished trainings")
     decision = decide(records, policy, evidence=probes)
-    links = _links(ui_url, decision)
+    from ..ui_links import RELATIVE, run_url, ui_base
+
+    links = _links(ui_base(ui_url, uri), decision)
     series = plot_series(reader, records) if (plot_file or log_report) else None
     client = _client(uri) if (log_report or tag_runs) else None  # writing: MLflow's client
     if log_report:
         from ..compare.publish import log_report as write_report
         from ..tracking.store import get_or_create_experiment
-        from ..ui_links import run_url
 
         exp_id = records[0].experiment_id if run_ids else get_or_create_experiment(client, exp)
-        try:
-            rid = write_report(client, decision, exp_id, links["ui"], series, {"links": _public(links)})
+        try:  # what is stored inside MLflow links relatively (any host, any port)
+            rid = write_report(client, decision, exp_id, series, {"links": _public(_links(RELATIVE, decision))})
         except Exception as e:  # a read-only or failing store: say so in one line, no traceback
             raise UsageError(f"could not log the decision run ({type(e).__name__}: {str(e)[:300]})") from None
         links["decision_run"] = run_url(links["ui"], exp_id, rid)
@@ -137,7 +138,7 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
         try:
             with store_refusals(client.tracking_uri, "tagging these runs"):
-                n = write_tags(client, decision, links.get("decision_run"))
+                n = write_tags(client, decision, run_url(RELATIVE, exp_id, rid) if log_report else None)
         except UsageError:
             raise
         except Exception as e:
@@ -148,11 +149,10 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
     sys.exit(decision.exit_code)
 
 
-def _links(ui_url: str | None, decision) -> dict:
+def _links(ui: str, decision) -> dict:
     """Deep links for a decision: the compare view of exactly the judged runs, and each run."""
-    from ..ui_links import compare_url, run_url, ui_base
+    from ..ui_links import compare_url, run_url
 
-    ui = ui_base(ui_url)
     recs = [v.record for v in decision.verdicts]
     return {"ui": ui,
             "compare": compare_url(ui, [r.experiment_id or "0" for r in recs], [r.run_id for r in recs]),
@@ -187,14 +187,15 @@ def import_history(files, experiment, tracking_uri, ui_url):
     """Log runs described in a history YAML file (docs/history-format.md) as MLflow runs (run_kind=replay)."""
     from ..importers import ImportFailed
     from ..importers.history_file import import_history_file
+    from ..starters import resolve
     from ..ui_links import run_url, ui_base
 
-    ui = ui_base(ui_url)
     client = _client(tracking_uri)
+    ui = ui_base(ui_url, client.tracking_uri)
     for f in files:
         try:
             with store_refusals(client.tracking_uri, "writing runs"):
-                results = import_history_file(client, f, experiment)
+                results = import_history_file(client, resolve(f), experiment)
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         for res in results:
@@ -224,7 +225,7 @@ def import_ultralytics(run_dirs, experiment, tracking_uri, ui_url, no_weights):
         except ImportFailed as e:
             raise UsageError(str(e)) from None
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
-        click.echo(f"{'':>16}  {run_url(ui_base(ui_url), res.experiment_id, res.run_id)}")
+        click.echo(f"{'':>16}  {run_url(ui_base(ui_url, client.tracking_uri), res.experiment_id, res.run_id)}")
 
 
 COMMANDS = [compare_runs, import_history, import_ultralytics]

@@ -44,7 +44,9 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
             raise UsageError("the config loader is not available in this install; pass --data/--batch/... instead")
         overrides = list(sets) + [f"{k}={v}" for k, v in flag_items.items() if k != "imgsz"]
         try:
-            cfg = load_config(config_path, overrides, check_data=False)
+            from ..starters import resolve
+
+            cfg = load_config(resolve(config_path), overrides, check_data=False)
         except ConfigError as e:
             raise UsageError(str(e)) from None
         args = dict(cfg.train_args())

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .boundary import UsageError
-from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy
+from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy, resolve_starter
 
 
 def _stdout_for_json_only():
@@ -72,7 +72,7 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
         raise UsageError(str(e)) from None
     config_path = config_path or str(DEFAULT_CONFIG)
     try:
-        cfg = load_config(config_path, list(sets))
+        cfg = load_config(resolve_starter(config_path), list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
     checked_policy = _checked_policy(policy_file)

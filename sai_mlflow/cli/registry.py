@@ -71,7 +71,8 @@ def render(outcome, console) -> None:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
               help="Policy YAML (default configs/decision.yaml): min_improvement, max_memory_fraction, ...")
 @click.option("--width", type=TABLE_WIDTH, help="Table width in characters (default: the terminal's).")
-@click.option("--ui-url", help="MLflow UI base URL for the printed link (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000).")
+@click.option("--ui-url", help="MLflow UI base URL for the printed link (else SAI_MLFLOW_UI_URL, else an http(s) "
+              "tracking server, else http://127.0.0.1:5000).")
 def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rollback, tracking_uri, policy_file,
             width, ui_url):
     """Register RUN_ID's model as a new version of --model and point --alias at it, if it passes the gates.
@@ -107,7 +108,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
             outcome_model = model_name
         else:
             outcome = registry.promote(client, run_id, model_name, alias, policy, force=force, dry_run=dry_run,
-                                       allow_dataset_change=allow_dataset_change, ui=ui_base(ui_url))
+                                       allow_dataset_change=allow_dataset_change)
             outcome_model = None
     except registry.PromotionError as e:
         raise UsageError(str(e)) from None
@@ -125,7 +126,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     else:
         render(outcome, console)
     if outcome.version and outcome.action in ("promoted", "forced", "already_holder", "rolled_back"):
-        console.print(f"open it: {model_version_url(ui_base(ui_url), model_name, outcome.version)}",
+        console.print(f"open it: {model_version_url(ui_base(ui_url, uri), model_name, outcome.version)}",
                       soft_wrap=True, highlight=False)
     sys.exit(outcome.exit_code)
 

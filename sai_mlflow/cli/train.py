@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 
 from ..redact import redact_text
+from ..starters import DEFAULT_CONFIG
+from ..starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
+from ..starters import resolve as resolve_starter
 from .boundary import UsageError
-
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_CONFIG = REPO_CONFIGS / "cpu_smoke.yaml"
 
 
 def _console():
@@ -159,7 +159,7 @@ def _checked_policy(policy_file: str | None) -> str:
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--run-name", default=None)
 @click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
-@click.option("--ui-url", default=None, help="MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)")
+@click.option("--ui-url", default=None, help="MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, else http://127.0.0.1:5000)")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="the live guard's policy YAML, as for compare-runs [default: configs/decision.yaml]")
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url, policy_file) -> None:
@@ -169,7 +169,7 @@ def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_pr
 
     console = _console()
     try:
-        cfg = load_config(config_path or str(DEFAULT_CONFIG), list(sets))
+        cfg = load_config(resolve_starter(config_path) if config_path else str(DEFAULT_CONFIG), list(sets))
     except ConfigError as e:
         raise UsageError(str(e)) from None
     policy_file = _checked_policy(policy_file)
@@ -272,13 +272,14 @@ def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None
     if tracker.run_id.startswith("local-"):
         console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
         return
-    base = ui_base(ui_url)
+    base = ui_base(ui_url, uri)
     console.print(f"[green]run {tracker.run_id}[/] in experiment '{escape(redact_text(exp))}'")
     console.print(f"open it:   {run_url(base, tracker.experiment_id, tracker.run_id)}", soft_wrap=True, highlight=False)
     console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
                   soft_wrap=True, highlight=False)
     if not uri.startswith("http"):
-        console.print(f"(serve the UI first: mlflow ui --backend-store-uri {shlex.quote(redact_text(uri))})",
+        console.print("(serve the UI first: sai-mlflow ui, which runs mlflow ui --backend-store-uri "
+                      f"{shlex.quote(redact_text(uri))} and prints the link that opens it in model-training mode)",
                       soft_wrap=True, highlight=False, markup=False)
 
 

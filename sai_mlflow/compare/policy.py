@@ -15,7 +15,7 @@ from typing import Any
 
 from dataclasses import asdict, dataclass, fields
 
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[2] / "configs" / "decision.yaml"
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "configs" / "decision.yaml"  # packaged (starters.py)
 
 
 class PolicyError(ValueError):

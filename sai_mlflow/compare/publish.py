@@ -3,7 +3,10 @@
 - `tag_runs`: each judged run gets `sai.verdict`, `sai.reasons` and its one-line verdict as the first
   paragraph of its MLflow description (what the description said before is kept below it);
 - `log_report`: a `run_kind=decision` run holding the verdict markdown, the JSON, the plot and links
-  to the runs it judged.
+  to the runs it judged; judging the same runs again updates that run instead of adding a twin.
+
+Links written here are relative (`#/experiments/…`, ui_links.RELATIVE): the UI resolves them against
+wherever it is served, so they work on every host and port.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .. import keys as K
-from ..ui_links import run_url
+from ..ui_links import RELATIVE, run_url
 from . import render
 from .decision import Decision
 
@@ -28,7 +31,7 @@ def with_verdict(existing: str | None, line: str) -> str:
     return f"{VERDICT_MARK} {line}" + (f"\n\n{rest}" if rest else "")
 
 
-def links_md(d: Decision, ui: str) -> str:
+def links_md(d: Decision, ui: str = RELATIVE) -> str:
     """A markdown list: each judged run, linked, with its verdict line."""
     describe = render.describer(d.verdicts)
     return "\n".join(
@@ -56,25 +59,39 @@ def decision_run_name(d: Decision) -> str:
     return f"decision: {render.describer(d.verdicts)(d.recommended)} recommended"
 
 
-def log_report(client, d: Decision, experiment_id: str, ui: str, series: dict | None,
-               extra_json: dict | None = None) -> str:
-    """Create the decision run (FINISHED) with its artifacts; returns its run id."""
+def judged_runs_tag(d: Decision) -> str:
+    return ",".join(v.run_id for v in d.verdicts)[:5000]
+
+
+def find_report(client, experiment_id: str, judged: str) -> str | None:
+    """The decision run already written for exactly these judged runs (the newest), else None."""
+    hits = client.search_runs([experiment_id], filter_string=f"tags.{K.TAG_RUN_KIND} = '{K.RUN_KIND_DECISION}'",
+                              order_by=["attributes.start_time DESC"], max_results=1000)
+    want = set(judged.split(","))
+    return next((r.info.run_id for r in hits if set(r.data.tags.get(K.TAG_JUDGED_RUNS, "").split(",")) == want), None)
+
+
+def log_report(client, d: Decision, experiment_id: str, series: dict | None, extra_json: dict | None = None) -> str:
+    """Create (or, for the same judged runs, update) the decision run with its artifacts; returns its run id."""
     from mlflow.entities import RunTag
 
     from ..tracking.context import source_tags
 
     rec = d.recommended.run_id if d.recommended is not None else "none"
-    tags = source_tags({K.TAG_RUN_KIND: K.RUN_KIND_DECISION,
-                        K.TAG_JUDGED_RUNS: ",".join(v.run_id for v in d.verdicts)[:5000],
-                        K.TAG_RECOMMENDED_RUN: rec})
-    run = client.create_run(experiment_id, run_name=decision_run_name(d), tags=tags)
-    rid = run.info.run_id
-    body = f"{render.verdict_paragraph(d)}\n\n**Judged runs**\n\n{links_md(d, ui)}\n"
+    judged = judged_runs_tag(d)
+    rid = find_report(client, experiment_id, judged)
+    if rid is None:
+        tags = source_tags({K.TAG_RUN_KIND: K.RUN_KIND_DECISION, K.TAG_JUDGED_RUNS: judged,
+                            K.TAG_RECOMMENDED_RUN: rec})
+        rid = client.create_run(experiment_id, run_name=decision_run_name(d), tags=tags).info.run_id
+    else:
+        client.update_run(rid, status="RUNNING", name=decision_run_name(d))
+    body = f"{render.verdict_paragraph(d)}\n\n**Judged runs**\n\n{links_md(d)}\n"
     try:
-        client.log_batch(rid, tags=[RunTag(K.TAG_DESCRIPTION, body[:50000])])
+        client.log_batch(rid, tags=[RunTag(K.TAG_DESCRIPTION, body[:50000]), RunTag(K.TAG_RECOMMENDED_RUN, rec)])
         with tempfile.TemporaryDirectory(prefix="sai_decision_") as tmp:
             out = Path(tmp)
-            (out / K.ARTIFACT_DECISION_MD).write_text(render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d, ui) + "\n")
+            (out / K.ARTIFACT_DECISION_MD).write_text(render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d) + "\n")
             obj = {**render.to_json_obj(d), **(extra_json or {})}
             (out / K.ARTIFACT_DECISION_JSON).write_text(json.dumps(obj, indent=2, ensure_ascii=False))
             if series is not None:
@@ -85,4 +102,3 @@ def log_report(client, d: Decision, experiment_id: str, ui: str, series: dict | 
         client.set_terminated(rid, "FAILED")
         raise
     return rid
-
