@@ -380,7 +380,8 @@ def test_exit_2_on_bad_input(sqlite_uri, client, args, needle):
     r = run_cli(sqlite_uri, *args)
     assert r.exit_code == 2, r.output
     assert needle in r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
 
 
 def test_exit_2_on_policy_typo(sqlite_uri, client, tmp_path):
