@@ -86,7 +86,7 @@ def codes(run, severity=None):
 
 # --- the seed case -------------------------------------------------------------------------------
 
-def test_seed_reproduces_the_96_decision(sqlite_uri):
+def test_seed_reproduces_the_96_decision(sqlite_uri, client):
     r = CliRunner().invoke(cli, ["import-history", str(SEED), "--tracking-uri", sqlite_uri])
     assert r.exit_code == 0, r.output
     code, obj = judge(sqlite_uri, "--experiment", "sai-net-stage1")

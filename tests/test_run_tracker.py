@@ -91,7 +91,7 @@ def test_no_validation_no_map():
     assert K.VAL_MAP50 not in values and K.EPOCH_STEP_S_MEDIAN not in values and values[K.EPOCH_ETA_S] == 0
 
 
-def test_a_run_that_cannot_be_opened_leaves_no_sampler_running(tmp_path, synthetic_data, sqlite_uri):
+def test_a_run_that_cannot_be_opened_leaves_no_sampler_running(tmp_path, synthetic_data, sqlite_uri, client):
     """Nothing is started before the call that can raise: a failed open leaks no thread."""
     import threading
 
