@@ -40,11 +40,36 @@ def sqlite_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
-@pytest.fixture
-def client(sqlite_uri):
+@pytest.fixture(scope="session")
+def empty_mlflow_db(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store built once per session: its schema migration costs seconds on 2 cores.
+
+    Copy it (`fresh_sqlite_store`); never write to it.
+    """
     from sai_mlflow.tracking.store import make_client
 
-    return make_client(sqlite_uri)
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    make_client(f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def fresh_sqlite_store(uri: str, template: Path) -> str:
+    """Put a copy of the empty template store at a sqlite URI's path (unless a store is there already)."""
+    import shutil
+
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, db)
+    return uri
+
+
+@pytest.fixture
+def client(sqlite_uri, empty_mlflow_db):
+    """A client on `sqlite_uri`, the store copied from the session's empty one (same schema, no migration)."""
+    from sai_mlflow.tracking.store import make_client
+
+    return make_client(fresh_sqlite_store(sqlite_uri, empty_mlflow_db))
 
 
 PG_PASSWORD = "pgS3cret-4f1d9b"  # a real password: the team tests grep everything for it

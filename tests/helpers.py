@@ -16,10 +16,16 @@ MLFLOW = str(Path(sys.executable).parent / "mlflow")
 EPOCHS, BATCH = 3, 8
 
 
-def run_cli(*args, cwd, env=None, timeout=600):
-    full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
+def run_cli(*args, cwd, env=None, timeout=600, drop_env=()):
+    """`sai-mlflow ARGS` in a child process; `drop_env`: variables the child must not inherit."""
+    full_env = {k: v for k, v in {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}.items() if k not in drop_env}
     return subprocess.run([sys.executable, "-m", "sai_mlflow.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# Ultralytics' own MLflow callback returns early when it sees pytest (PYTEST_CURRENT_TEST): a child that must
+# behave as a user's process runs without it.
+AS_A_USER = ("PYTEST_CURRENT_TEST",)
 
 
 def smoke_args(tmp: Path, data: Path, *extra: str) -> list[str]:

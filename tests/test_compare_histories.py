@@ -69,6 +69,7 @@ def served_store(tmp_path, client):
     finally:
         server.kill()
 
+@pytest.mark.slow
 
 def test_direct_and_server_paths_give_identical_json(served_store, sqlite_uri):
     code_d, direct = judge(sqlite_uri, "--experiment", EXP)
@@ -80,6 +81,7 @@ def test_direct_and_server_paths_give_identical_json(served_store, sqlite_uri):
     assert "memory_leak" not in codes(runs["steady"])
     assert reason(runs["gappy"], "memory_leak")["severity"] == "reject"  # 1.2 GiB/h over 1.0
 
+@pytest.mark.slow
 
 def test_server_path_reads_each_series_once_through_the_bulk_endpoint(served_store):
     """The server's sampling endpoint, one request for the runs sharing a window; never the full
@@ -111,6 +113,7 @@ NATIVE_TRAIN = textwrap.dedent("""
                                    device="cpu", project=project, name=f"b{batch}", amp=False, verbose=False)
 """)
 
+@pytest.mark.slow
 
 def test_mlflow_callback_runs_are_judged_on_what_they_have(tmp_path, synthetic_data):
     """Real Ultralytics training with its own MLflow callback (the test's name carries `test_mlflow`,
@@ -179,6 +182,7 @@ def auth_server(store) -> Server:
     """A real `mlflow server --app-name basic-auth` over `store`'s sqlite file."""
     return Server(store, app_name="basic-auth", admin_password=PASSWORD)
 
+@pytest.mark.slow
 
 def test_server_path_carries_the_clients_credentials(tmp_path, client, sqlite_uri, monkeypatch):
     """Through a basic-auth server, the bulk endpoint is asked with the credentials MLflow's client sends

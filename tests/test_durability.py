@@ -193,9 +193,16 @@ checks, done = [], [0]
 def probe(trainer):
     done[0] += 1
     if done[0] in (3, 7, 10):
-        time.sleep(1.05)  # every batch that ended more than 1 s ago must be in the spool by now
+        # training holds still here (no batch, no epoch end, no close): the publisher alone must spool every batch
+        # that ended; how soon is a benchmark's business (benchmarks/spool_cadence.py), the deadline only ends a hang
         log = spool_root() / trainer.sai_tracker.run_id / "spool.log"
-        steps = {p[3] for _, r in read_records(log) if r["t"] == "m" for p in r["p"] if p[0] == K.BATCH_STEP_S}
+        deadline = time.monotonic() + 120
+        while True:
+            steps = {p[3] for _, r in read_records(log) if r["t"] == "m" for p in r["p"] if p[0] == K.BATCH_STEP_S} \
+                if log.exists() else set()
+            if len(steps) >= done[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         checks.append([done[0], len(steps)])
         open(out, "w").write(json.dumps(checks))
         if done[0] == 10:
@@ -206,8 +213,9 @@ t.train()
 
 
 @pytest.mark.slow
-def test_sigkill_loses_at_most_the_last_second(tmp_path, synthetic_data):
-    """Default publish interval (5 s): the spool still holds every batch that ended over 1 s before a SIGKILL."""
+def test_sigkill_loses_only_what_was_not_yet_spooled(tmp_path, synthetic_data):
+    """Default publish interval (5 s): the spool takes every ended batch on its own cadence, and a SIGKILL then
+    loses none of them (`sync` uploads exactly those)."""
     import json
     import subprocess
     import sys
@@ -242,64 +250,46 @@ def _only_run(uri):
     return c, run
 
 
-@pytest.mark.slow
-def test_sigterm_from_timeout_flushes_and_closes_the_run_killed(tmp_path, synthetic_data):
-    """`timeout` (and docker stop, SLURM) sends SIGTERM: the run is flushed and closed KILLED, then the process exits."""
-    import subprocess
-    import sys
-
-    from helpers import smoke_args
-
-    sig = "TERM"
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    cmd = ["timeout", "-s", sig, "45", sys.executable, "-m", "sai_mlflow.cli",
-           *smoke_args(tmp_path, synthetic_data), "--set", "epochs=2000", "--set", "tracking.log_model=false",
-           "--skip-preflight", "--tracking-uri", uri]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "YOLO_OFFLINE": "1"}, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 124, proc.stderr[-3000:]  # timeout's own code: it had to send the signal
-    assert time.monotonic() - t0 < 45 + 15  # flushed within the flush timeout, then exited
-    assert f"stopped by SIG{sig}" in proc.stderr and "is marked KILLED" in proc.stderr, proc.stderr[-3000:]
-    from sai_mlflow import keys as K
-
-    c, run = _only_run(uri)
-    assert run.info.status == "KILLED"
-    steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
-    assert len(steps) >= 4 and steps == list(range(len(steps)))  # everything, in order, nothing left behind
-    assert not list_spools(tmp_path / "mlruns" / "spool")
-
-
-HUP_SCRIPT = """
+SIGNAL_AT_BATCH = 6  # 4 batches per epoch (32 images, batch 8): the 2nd batch of epoch 2
+SIGNALLED_TRAIN = """
 import os, signal, sys
-from sai_mlflow.trainer import TrackedDetectionTrainer
-data, project = sys.argv[1:3]
-t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data=data, epochs=50, batch=8, imgsz=64,
-    device="cpu", workers=0, plots=False, amp=False, project=project))
-def hang_up(trainer):
-    if trainer.epoch == 1:  # mid-epoch 2: the terminal closes
-        os.kill(os.getpid(), signal.SIGHUP)
-t.add_callback("on_train_batch_end", hang_up)
-t.train()
+from sai_mlflow import trainer as tr
+from sai_mlflow.cli import main
+sig, at = getattr(signal, sys.argv[1]), int(sys.argv[2])
+tracked_end, done = tr.HOOKS["on_train_batch_end"], [0]
+def end_then_signal(trainer):  # the project's own hook, then the signal once the batch is counted
+    tracked_end(trainer)
+    done[0] += 1
+    if done[0] == at:
+        os.kill(os.getpid(), sig)  # as `timeout`, `docker stop`, SLURM (SIGTERM) or a closed terminal (SIGHUP) do
+tr.HOOKS["on_train_batch_end"] = end_then_signal
+sys.argv = ["sai-mlflow", *sys.argv[3:]]
+main()
 """
 
 
 @pytest.mark.slow
-def test_sighup_flushes_and_closes_the_run_killed(tmp_path, synthetic_data):
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 128 + 15), ("SIGHUP", 128 + 1)])
+def test_train_stopped_by_a_signal_exits_128_plus_it_and_loses_no_batch(tmp_path, synthetic_data, sig, code):
+    """`train` flushes every batch that ran, closes the run KILLED, and exits 143 (SIGTERM) or 129 (SIGHUP)."""
     import subprocess
     import sys
 
     from sai_mlflow import keys as K
 
+    from helpers import smoke_args
+
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri, "SAI_MLFLOW_LOG_MODEL": "0"}
-    proc = subprocess.run([sys.executable, "-c", HUP_SCRIPT, str(synthetic_data), str(tmp_path / "runs")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 1 and "Terminated: SIGHUP" in proc.stderr, proc.stderr[-3000:]  # not killed by it
+    cmd = [sys.executable, "-c", SIGNALLED_TRAIN, sig, str(SIGNAL_AT_BATCH), *smoke_args(tmp_path, synthetic_data),
+           "--set", "epochs=50", "--set", "tracking.log_model=false", "--skip-preflight", "--tracking-uri", uri]
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "YOLO_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == code, proc.stderr[-3000:]
+    assert f"stopped by {sig}" in proc.stderr and "is marked KILLED" in proc.stderr, proc.stderr[-3000:]
     c, run = _only_run(uri)
     assert run.info.status == "KILLED"
     steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, K.BATCH_STEP_S))
-    assert steps == list(range(len(steps))) and len(steps) >= 5  # epoch 1 and the first batch of epoch 2
+    assert steps == list(range(SIGNAL_AT_BATCH))  # every batch the process ran, once: none lost, none invented
     assert sorted(m.step for m in c.get_metric_history(run.info.run_id, K.EPOCH_DURATION_S)) == [1]
     assert not list_spools(tmp_path / "mlruns" / "spool")
 

@@ -61,6 +61,7 @@ def run_everything(client, run) -> tuple[dict[str, str], list[Path]]:
     return texts, list(files_under(local))
 
 
+@pytest.mark.slow
 # --- item 10: credentials in an HTTP tracking URI ----------------------------------------------------
 
 def test_training_with_credentials_in_the_uri_is_tracked_and_leaks_nothing(auth_server, synthetic_data, tmp_path):
@@ -105,6 +106,7 @@ def test_offline_spool_meta_holds_no_credentials(tmp_path):
     assert "MLFLOW_TRACKING_USERNAME" in res.message and "--tracking-uri" in res.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["compare-runs", "promote", "import-history"])
 def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, command):
     """401 from a basic-auth server: one `Error:` line, exit 2, the password given never echoed."""
@@ -122,6 +124,7 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
         assert len(errors) == 1, out[-2000:]
         assert "credentials" in errors[0] or "401" in errors[0] or "refused" in errors[0], errors[0]
 
+@pytest.mark.slow
 
 def test_import_to_a_uri_with_credentials_prints_no_password(auth_server, tmp_path):
     """MLflow's client prints "View run … at: <URI>" on set_terminated, user:password included."""

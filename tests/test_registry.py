@@ -27,6 +27,7 @@ from sai_mlflow import registry
 from sai_mlflow.cli import cli
 from sai_mlflow.model.pyfunc import OUTPUT_COLUMNS
 
+pytestmark = pytest.mark.slow  # one real training, promotions and a served model
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GATE_MODEL = "det-gates"

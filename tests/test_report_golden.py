@@ -35,8 +35,9 @@ def render_seed(client) -> tuple[str, object]:
 
 def test_seed_table_matches_golden(client):
     text, _ = render_seed(client)
-    if os.environ.get("UPDATE_GOLDEN") or not GOLDEN.exists():
+    if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text, encoding="utf-8")
+    assert GOLDEN.exists(), f"{GOLDEN} is missing: restore it from git (UPDATE_GOLDEN=1 only after an intended change)"
     assert text == GOLDEN.read_text(encoding="utf-8")
 
 

@@ -82,11 +82,21 @@ def test_sigkill_mid_epoch_then_resume_same_run_no_overlap(tmp_path, synthetic_d
         from sai_mlflow.trainer import TrackedDetectionTrainer
         t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data={str(synthetic_data)!r}, epochs=3,
             batch=8, imgsz=64, device="cpu", workers=0, plots=False, amp=False, project={str(tmp_path / 'runs')!r}))
+        from sai_mlflow import keys as K
+        from sai_mlflow.tracking.spool import read_records, spool_root
         seen = []
         def kill(trainer):
             seen.append(trainer.epoch)
-            if trainer.epoch == 1 and seen.count(1) == 2:
-                import time; time.sleep(1.0)  # let the publisher spool what it has
+            if trainer.epoch == 1 and seen.count(1) == 2:  # batch 6 of 8 (4 per epoch)
+                import time
+                log = spool_root() / trainer.sai_tracker.run_id / "spool.log"
+                deadline = time.monotonic() + 120  # the publisher spools all 6 on its own; the deadline ends a hang
+                while time.monotonic() < deadline:
+                    steps = {{p[3] for _, r in read_records(log) if r["t"] == "m" for p in r["p"]
+                             if p[0] == K.BATCH_STEP_S}} if log.exists() else set()
+                    if len(steps) >= len(seen):
+                        break
+                    time.sleep(0.05)
                 os.kill(os.getpid(), signal.SIGKILL)
         t.add_callback("on_train_batch_end", kill)
         t.train()
@@ -108,5 +118,6 @@ def test_sigkill_mid_epoch_then_resume_same_run_no_overlap(tmp_path, synthetic_d
     steps = [m.step for m in sorted(client.get_metric_history(run.info.run_id, K.BATCH_STEP_S),
                                     key=lambda m: m.timestamp)]
     assert steps == sorted(set(steps)), "steps overlap or go backwards"
-    assert len(steps) >= 3 * 4  # epoch 1, the killed part of epoch 2, then epochs 2 and 3 again
+    # epoch 1 (4), the killed part of epoch 2 (2, only in the killed run's spool), then epochs 2 and 3 again (8)
+    assert steps == list(range(4 + 2 + 8))
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, K.VAL_MAP50)) == [1, 2, 3]

@@ -91,14 +91,14 @@ def test_no_validation_no_map():
     assert K.VAL_MAP50 not in values and K.EPOCH_STEP_S_MEDIAN not in values and values[K.EPOCH_ETA_S] == 0
 
 
-def test_a_run_that_cannot_be_opened_leaves_no_sampler_running(tmp_path, synthetic_data, sqlite_uri):
+def test_a_run_that_cannot_be_opened_leaves_no_sampler_running(tmp_path, synthetic_data, sqlite_uri, client):
     """Nothing is started before the call that can raise: a failed open leaks no thread."""
     import threading
 
     trainer = stand_in_trainer(tmp_path, synthetic_data)
     before = {t.ident for t in threading.enumerate()}
     settings = TrackingSettings(tracking_uri=sqlite_uri, experiment="e", run_id="0" * 32, log_model=False)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="0" * 32):  # the store's refusal naming the run, not any error at all
         RunTracker(trainer, settings=settings)
     leaked = [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith("sai-")]
     assert leaked == []

@@ -44,14 +44,20 @@ def test_ddp_script_imports_our_trainer_with_our_callbacks(synthetic_data, tmp_p
             trainer.sai_tracker.finish(trainer, "KILLED")
 
 
-def test_worker_side_init_does_not_register_hooks_twice():
+def test_worker_side_init_does_not_register_hooks_twice(synthetic_data, tmp_path, monkeypatch, sqlite_uri, client):
+    """A DDP worker builds our trainer from the launcher's pickled callbacks, which already hold our hooks."""
     from ultralytics.utils.callbacks import get_default_callbacks
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri)  # building the trainer opens its run (a ready store)
     cbs = get_default_callbacks()
     for event, fn in tr.HOOKS.items():
         cbs[event].append(fn)  # as if unpickled from the launcher's state
-    merged = {k: list(v) for k, v in cbs.items()}
-    for event, fn in tr.HOOKS.items():
-        if fn not in merged[event]:
-            merged[event].append(fn)
-        assert merged[event].count(fn) == 1
+    overrides = dict(model="yolov8n.yaml", data=str(synthetic_data), epochs=1, batch=4, imgsz=32, device="cpu",
+                     project=str(tmp_path / "runs"), plots=False)
+    worker = tr.TrackedDetectionTrainer(overrides={**overrides, "name": "worker"}, _callbacks=cbs)
+    try:
+        for event, fn in tr.HOOKS.items():
+            assert worker.callbacks[event].count(fn) == 1, event
+    finally:
+        if worker.sai_tracker is not None:
+            worker.sai_tracker.finish(worker, "KILLED")

@@ -42,5 +42,6 @@ def test_short_series():
 
 
 def test_never_settling_series_is_capped_at_half():
-    series = [float(100 - i) for i in range(100)]  # keeps getting faster
-    assert detect_warmup(series) <= 50
+    series = [float(100 - i) for i in range(100)]  # keeps getting faster: never under 1.25 x the late median early
+    assert detect_warmup(series) == 50
+    assert detect_warmup(series + [1.0]) == 50  # 101 batches: half rounds down
