@@ -17,12 +17,14 @@ def test_a_first_format_spool_is_replayed_kind_by_kind(tmp_path, client, sqlite_
     for record in ({"t": "p", "p": {"lr0": "0.01"}}, {"t": "g", "p": {"stage": "1"}},
                    {"t": "m", "p": [["loss", 0.5, 1000, 0], ["loss", 0.25, 2000, 1]]},
                    {"t": "x", "items": [["metric", "bad", "'x'", "non-numeric value"]]},
-                   {"t": "a", "path": str(artifact), "ap": "docs"}, {"t": "s", "status": "FINISHED", "end_ms": 3000}):
+                   {"t": "a", "path": str(artifact), "ap": "docs"},
+                   {"t": "s", "status": "FINISHED", "end_ms": 3000}):
         spool.append(record)
     spool.close()
 
     pending = summarize(spool)
-    assert (pending.params, pending.tags, pending.metrics, pending.artifacts, pending.status) == (1, 1, 2, 1, "FINISHED")
+    counts = (pending.params, pending.tags, pending.metrics, pending.artifacts, pending.status)
+    assert counts == (1, 1, 2, 1, "FINISHED")
     assert pending.set_aside == [["metric", "bad", "'x'", "non-numeric value"]]
     assert sync_spool(spool, sqlite_uri).state == "synced"
     run = client.get_run(run_id)
@@ -35,7 +37,8 @@ def test_a_first_format_spool_is_replayed_kind_by_kind(tmp_path, client, sqlite_
 
 def test_typed_records_write_the_first_format():
     for typed, old in ((Metrics([["k", 1.0, 5, 0]]), {"t": "m", "p": [["k", 1.0, 5, 0]]}),
-                       (Params({"a": "1"}), {"t": "p", "p": {"a": "1"}}), (Tags({"b": "2"}), {"t": "g", "p": {"b": "2"}}),
+                       (Params({"a": "1"}), {"t": "p", "p": {"a": "1"}}),
+                       (Tags({"b": "2"}), {"t": "g", "p": {"b": "2"}}),
                        (SetAside([["tag", "c", "?", "why"]]), {"t": "x", "items": [["tag", "c", "?", "why"]]}),
                        (Status("KILLED", 7, by="sync"), {"t": "s", "status": "KILLED", "end_ms": 7, "by": "sync"})):
         assert encode(typed) == encode(old)
