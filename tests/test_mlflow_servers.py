@@ -114,3 +114,20 @@ def test_sync_after_an_outage(server, tmp_path, synthetic_data):
     r = run_cli("promote", runs[0].info.run_id, "--model", "det", "--force", "--tracking-uri", uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert client.get_model_version_by_alias("det", "champion").run_id == runs[0].info.run_id
+
+
+def test_capabilities_are_asked_once_per_process(server):
+    """The server's version decides (2.x: no logged models); the answer is kept: asked again with the server gone,
+    the same answer comes back without a request."""
+    from mlflow import MlflowClient
+
+    from sai_mlflow.backend.mlflow_server import capabilities
+
+    client = MlflowClient(server.uri)
+    caps = capabilities(client)
+    if server.line.startswith("2."):
+        assert (caps.version, caps.logged_models) == (server.line, False)
+    else:
+        assert caps.logged_models and caps.version.startswith("3.")
+    server.kill()
+    assert capabilities(MlflowClient(server.uri)) == caps
