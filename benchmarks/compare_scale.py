@@ -172,11 +172,13 @@ def start_server(db: Path, workers: int) -> tuple[subprocess.Popen, str]:
     log = open(db.parent / "server.log", "ab")
     proc = subprocess.Popen([mlflow_exe, "server", "--backend-store-uri", f"sqlite:///{db}",
                              "--default-artifact-root", str(db.parent / "artifacts"), "--workers", str(workers),
-                             "--host", "127.0.0.1", "--port", str(port)],
+                             "--host", "127.0.0.1", "--port", str(port),
+                             # a loaded box: uvicorn's 5 s health check would kill workers still importing
+                             "--uvicorn-opts", "--timeout-worker-healthcheck 120"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(uri + "/health", timeout=1):

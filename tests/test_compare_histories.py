@@ -94,7 +94,7 @@ def test_server_path_reads_each_series_once_through_the_bulk_endpoint(served_sto
     real = client.get_metric_history
     client.get_metric_history = lambda *a, **k: calls.append(a) or real(*a, **k)
     runs = loader.find_runs(client, experiment=EXP)
-    ids = {r.info.run_name: r.info.run_id for r in runs}
+    ids = {r.run_name: r.run_id for r in runs}
     got = loader.fetch_series(client, K.MEMORY_USED_GIB, {rid: (10, 700) for rid in ids.values()}, 50)
     assert calls == []
     for name in ("leaky", "steady"):

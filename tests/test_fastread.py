@@ -183,7 +183,9 @@ def test_rest_reader_through_a_basic_auth_server(tmp_path, client, sqlite_uri, m
 
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
-        assert_same(reader_for(server.uri), MlflowReader(None, server.uri))
+        from mlflow.tracking import MlflowClient
+
+        assert_same(reader_for(server.uri), MlflowReader(MlflowClient(server.uri)))
 
         relay = _Throttle(server.port)
         throttled = reader_for(relay.uri)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..errors import UserError
+
 Rows = list[tuple[int, int, float]]  # (step, timestamp ms, value), ordered; NaN kept as nan
 Window = tuple[int, int] | None      # steps [lo, hi], None = the whole series
 Advance = Callable[[], None] | None  # called once per run read (a progress bar)
@@ -36,8 +38,8 @@ class RunRow:
     steps: dict[str, int] = field(default_factory=dict)
 
 
-class ReadError(Exception):
-    """The store answered, and the answer is no (the message says what)."""
+class ReadError(UserError):
+    """The store answered, and the answer is no (the message says what): one `Error:` line, exit 2."""
 
 
 class NotFound(ReadError):

@@ -34,6 +34,7 @@ PARALLEL = 8          # requests in flight at once (MLflow's server runs 4 worke
 TRIES = 6             # for 429/503 and a dropped keep-alive connection
 MAX_PAUSE_S = 30.0
 PAGE = 1000
+CONNECT_TIMEOUT_S = 5.0
 _UNSUPPORTED_ENV = ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_AWS_SIGV4")
 _PROXY_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -110,8 +111,11 @@ class RestReader:
         if conn is None or fresh:
             if conn is not None:
                 conn.close()
-            conn = (http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self._context())
-                    if self.https else http.client.HTTPConnection(self.host, self.port, timeout=self.timeout))
+            conn = (http.client.HTTPSConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_S,
+                                                context=self._context())
+                    if self.https else http.client.HTTPConnection(self.host, self.port, timeout=CONNECT_TIMEOUT_S))
+            conn.connect()  # a server that is down is said in seconds; a slow answer gets MLflow's request timeout
+            conn.sock.settimeout(self.timeout)
             self._local.conn = conn
         return conn
 
@@ -179,8 +183,11 @@ class RestReader:
 
     def experiment_id(self, name: str) -> str | None:
         status, obj = self._call("GET", f"{API}/experiments/get-by-name", {"experiment_name": name})
-        if status == 404:
+        if status == 404 and isinstance(obj, dict) and obj.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
             return None
+        if status == 404:
+            raise ReadError(f"{self.uri} answered HTTP 404 to {API}/experiments/get-by-name: is it an MLflow "
+                            "tracking server (and the URI its root)?")
         if status != 200:
             return self._ok("GET", f"{API}/experiments/get-by-name", {"experiment_name": name})  # raises
         exp = obj.get("experiment", {})
