@@ -47,7 +47,8 @@ def main() -> int:
                             "--set", f"data={tmp / 'data' / 'data.yaml'}", "--set", f"model={args.model}",
                             "--set", f"imgsz={args.imgsz}", "--set", f"batch={batch}", "--set", f"device={device}",
                             "--set", f"epochs={args.epochs}", "--set", f"workers={args.workers}",
-                            "--set", "amp=true", "--set", f"project={tmp / 'runs'}", "--set", "tracking.log_model=false",
+                            "--set", "amp=true", "--set", f"project={tmp / 'runs'}",
+                            "--set", "tracking.log_model=false",
                             "--skip-preflight"], cwd=tmp, env=env, capture_output=True, text=True)
         if r.returncode != 0:
             print(f"{name}: sai-mlflow train failed (exit {r.returncode})\n{r.stderr[-3000:]}")
@@ -69,10 +70,10 @@ def main() -> int:
                 for k in sorted(m) if k.startswith(K.MEMORY_DEVICE_PREFIX)}
         per_device = ", ".join(f"{k.split('/')[2]}: {v:.1f}" for k, v in each.items()) or "-"
         peaks[devices] = m.get(K.SUMMARY_PEAK_GIB)
+        nan = float("nan")
         print(f"{run.info.run_name:<9} {devices:>7} {t.get(K.TAG_BATCH_SIZE_EFFECTIVE):>5} "
-              f"{m.get(K.SUMMARY_PEAK_GIB, float('nan')):>18.2f} {per_device:<28} "
-              f"{m.get(K.SUMMARY_STEP_S_STEADY, float('nan')):>8.3f} {m.get(K.SUMMARY_IMAGES_PER_S, float('nan')):>7.1f} "
-              f"{t.get(K.TAG_GPU)}")
+              f"{m.get(K.SUMMARY_PEAK_GIB, nan):>18.2f} {per_device:<28} "
+              f"{m.get(K.SUMMARY_STEP_S_STEADY, nan):>8.3f} {m.get(K.SUMMARY_IMAGES_PER_S, nan):>7.1f} {t.get(K.TAG_GPU)}")
     if peaks.get(1) and peaks.get(2):
         print(f"2-GPU peak per device / 1-GPU peak at the same per-device batch: {peaks[2] / peaks[1]:.3f}")
     print(f"(store: {uri})")

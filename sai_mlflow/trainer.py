@@ -162,6 +162,7 @@ def on_fit_epoch_end(trainer) -> None:
     except Exception as e:
         t.hook_failed("on_fit_epoch_end", e)
 
+
 HOOKS = {
     "on_pretrain_routine_start": on_pretrain_routine_start,
     "on_pretrain_routine_end": on_pretrain_routine_end,

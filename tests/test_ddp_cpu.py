@@ -35,7 +35,8 @@ def _launch(tmp_path, synthetic_data, sqlite_uri, epochs: int, policy: Path | No
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "ycfg"), "MPLBACKEND": "Agg",
-           "SAI_TEST_DDP_WORLD": "2", "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+           "SAI_TEST_DDP_WORLD": "2",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
     log = (tmp_path / "launcher.log").open("w")
     return subprocess.Popen([sys.executable, str(HERE / "ddp_cpu_trainer.py"), str(path)], cwd=tmp_path, env=env,
                             stdout=log, stderr=subprocess.STDOUT)

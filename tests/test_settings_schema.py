@@ -90,7 +90,8 @@ def test_train_builds_its_settings_from_the_validated_section(synthetic_data):
     cfg = load_config(None, [f"data={synthetic_data}", "model=yolov8n.yaml", "tracking.memory_interval_s=2",
                              "guard.stop_on=[memory_over_limit]"])
     s = _settings(cfg, "sqlite:////tmp/x.db", "e", None, "")
-    assert s.memory_interval_s == 2 and s.guard_stop_on == "memory_over_limit" and s.tracking_uri == "sqlite:////tmp/x.db"
+    assert s.memory_interval_s == 2 and s.guard_stop_on == "memory_over_limit"
+    assert s.tracking_uri == "sqlite:////tmp/x.db"
 
 
 def test_the_trainer_refuses_bad_settings_instead_of_training_untracked(monkeypatch, synthetic_data, tmp_path):
