@@ -4,8 +4,9 @@
 trains in its own process group (`start_new_session`), so a terminal's Ctrl-C reaches only the session,
 which stops the running probe's whole group itself: one signal stops the session, never just one probe
 while the next one starts. A probe process also dies with the session when the session is SIGKILLed
-(`die_with_parent`: the kernel's parent-death signal), and `sync` closes both runs from their spools. The first signal counts; later ones are ignored
-while the session closes its runs (bounded by `GRACE_S` and the spool's drain timeout).
+(`die_with_parent`: the kernel's parent-death signal), and `sync` closes both runs from their spools. The
+first signal counts; later ones are ignored while the session closes its runs (bounded by `GRACE_S` and the
+spool's drain timeout).
 """
 
 from __future__ import annotations
