@@ -158,14 +158,23 @@ verify_ours() {
   [ -n "$pid" ] || { echo "no server started by this script (in $DIR) is running"; return 1; }
   owners=$(port_owners "$pid") && true
   case $? in
-    1) echo "port $PORT is held by another process (pid $owners), not the server this script started (pid $pid)"; return 1 ;;
+    1) echo "port $PORT is held by another process (pid $owners), not the server this script started (pid $pid)"
+       return 1 ;;
   esac
   code=$(http_code "$api")
-  [ "$code" = 401 ] || { echo "the server on port $PORT answers without a login (HTTP $code): basic auth is off, so it is not the server this script started"; return 1; }
+  if [ "$code" != 401 ]; then
+    echo "the server on port $PORT answers without a login (HTTP $code): basic auth is off, so it is not the" \
+      "server this script started"
+    return 1
+  fi
   # shellcheck disable=SC1091
   . "$DIR/secrets.env"
   code=$(http_code "$api" "admin:$ADMIN_PASSWORD")
-  [ "$code" = 200 ] || { echo "the server on port $PORT refuses this script's admin login (HTTP $code): it is not the server this script started"; return 1; }
+  if [ "$code" != 200 ]; then
+    echo "the server on port $PORT refuses this script's admin login (HTTP $code): it is not the server this" \
+      "script started"
+    return 1
+  fi
 }
 
 port_taken() {  # something listens or answers on $PORT; prints what
@@ -192,7 +201,8 @@ EOF
 start() {
   local why taken
   if [ -z "$(mlflow_pid || true)" ] && taken=$(port_taken); then
-    die "port $PORT is already held by another server ($taken), not one this script started: stop it, or set SAI_TEAM_PORT to a free port; nothing was started"
+    die "port $PORT is already held by another server ($taken), not one this script started: stop it, or set" \
+      "SAI_TEAM_PORT to a free port; nothing was started"
   fi
   init_once
   # shellcheck disable=SC1091

@@ -1,4 +1,5 @@
-"""A command that does not run creates nothing: no ./mlruns/mlflow.db, no lock file, no run folder (issue 17, item 3)."""
+"""A command that does not run creates nothing: no ./mlruns/mlflow.db, no lock file, no run folder (issue 17,
+item 3)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def main(spec_path: str) -> int:
     if spec.get("parent_pid"):
         from .stop import die_with_parent
 
-        die_with_parent(int(spec["parent_pid"]))  # a SIGKILLed session takes its probe along (SIGTERM)
+        die_with_parent(int(spec["parent_pid"]))  # a SIGKILLed session takes its probe along
     settings = TrackingSettings(**spec["settings"])
     audit = pickle.loads(Path(spec["audit"]).read_bytes()) if spec.get("audit") else None
     error, batch_effective = None, None

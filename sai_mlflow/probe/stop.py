@@ -4,8 +4,9 @@
 trains in its own process group (`start_new_session`), so a terminal's Ctrl-C reaches only the session,
 which stops the running probe's whole group itself: one signal stops the session, never just one probe
 while the next one starts. A probe process also dies with the session when the session is SIGKILLed
-(`die_with_parent`: the kernel's parent-death signal). The first signal counts; later ones are ignored
-while the session closes its runs (bounded by `GRACE_S` and the spool's drain timeout).
+(`die_with_parent`: the kernel's parent-death signal), and `sync` closes both runs from their spools. The
+first signal counts; later ones are ignored while the session closes its runs (bounded by `GRACE_S` and the
+spool's drain timeout).
 """
 
 from __future__ import annotations
@@ -95,12 +96,13 @@ def stop_group(proc: subprocess.Popen, grace_s: float = GRACE_S) -> None:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """In a probe process: SIGTERM when the session dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG)."""
+    """In a probe process: SIGKILL when the session dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG). At
+    once, as its session: the device is freed, and what the probe logged is in its spool for `sync`."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
     except Exception:
         return  # not Linux: the session's own handler still stops the probe on SIGTERM/SIGINT/SIGHUP
     if os.getppid() != parent_pid:  # the session died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGKILL)
