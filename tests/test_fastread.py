@@ -18,7 +18,7 @@ from mlflow.entities import Metric
 
 from helpers import Server
 from sai_mlflow import keys as K
-from sai_mlflow.backend.read_api import reader_for
+from sai_mlflow.backend.read_choice import reader_for
 from sai_mlflow.backend.read_mlflow import MlflowReader
 from sai_mlflow.backend.read_rest import RestReader
 from sai_mlflow.backend.read_sql import SqlReader

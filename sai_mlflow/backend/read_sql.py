@@ -5,7 +5,7 @@ Only the tables compare-runs needs: `experiments`, `runs`, `tags`, `latest_metri
 `params` for runs without our `run_kind` tag (Ultralytics' own callback records its arguments there).
 Series are sampled by MLflow's rule (`read_api.sample_indices`), `SQL_RUNS` runs a round trip. The
 reader checks the columns it uses when it opens; a store whose schema differs is read by MLflow's
-client instead (`read_api.reader_for`), and tests/test_fastread.py compares both readers' verdicts.
+client instead (`read_choice.reader_for`), and tests/test_fastread.py compares both readers' verdicts.
 MySQL and MSSQL stores are read by MLflow's client (not measured here).
 """
 

@@ -37,7 +37,7 @@ def _client(tracking_uri: str | None, create: bool = True):
 
 def _reader(tracking_uri: str | None):
     """The store's fastest reader (SQL, REST, else MLflow's client): reading imports no `mlflow` where it can."""
-    from ..backend.read_api import reader_for
+    from ..backend.read_choice import reader_for
     from ..tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import UsageError
+from .boundary import UsageError
 
 
 @click.command("init")

@@ -18,7 +18,7 @@ import urllib.request
 
 import click
 
-from . import UsageError
+from .boundary import UsageError
 
 MODE_HINT = ("it opens in model-training mode; the UI's own default is GenAI mode (no runs, no Model registry): "
              "click 'Model training' once there and this browser keeps it")

@@ -41,7 +41,7 @@ class InputError(ValueError):
 def as_reader(source):
     """A RunReader for a reader, a tracking URI or an MlflowClient (the fast reader for its URI when
     there is one; one per client)."""
-    from ..backend.read_api import reader_for
+    from ..backend.read_choice import reader_for
 
     if isinstance(source, str):
         return reader_for(source)
