@@ -36,7 +36,8 @@ def _config(path: Path, data: Path, **train) -> Path:
 
 @pytest.fixture
 def env(tmp_path):
-    return {"YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'db' / 'm.db'}"}
+    return {"YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'db' / 'm.db'}"}
 
 
 # --- importers: NaN / inf -----------------------------------------------------------------------------

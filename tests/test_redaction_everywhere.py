@@ -164,7 +164,8 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
            "SAI_MLFLOW_SPOOL_DIR": str(tmp_path / "spool")}
     experiment = f"exp password={EXPERIMENT_SECRET}"
     train = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--set", f"data={data}",
-                    "--set", "epochs=1", "--set", "batch=8", "--set", "imgsz=64", "--set", f"project={tmp_path / 'runs'}",
+                    "--set", "epochs=1", "--set", "batch=8", "--set", "imgsz=64",
+                    "--set", f"project={tmp_path / 'runs'}",
                     "--set", "tracking.publish_interval_s=1", "--tracking-uri", uri, "--experiment", experiment,
                     "--run-name", f"nightly {RUN_SECRET}", "--ui-url", f"http://bob:{UI_SECRET}@ui.example:5000",
                     cwd=tmp_path, env=env)
@@ -184,7 +185,8 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
         if secret in printed:
             leaks.append(f"{secret} printed: …{printed[max(0, printed.find(secret) - 120):][:240]}")
         if secret != EXPERIMENT_SECRET:  # the experiment's own name is stored as given; printed lines redact it
-            leaks += [f"{secret} in {f.relative_to(tmp_path)}" for f in store_files if secret.encode() in f.read_bytes()]
+            leaks += [f"{secret} in {f.relative_to(tmp_path)}" for f in store_files
+                      if secret.encode() in f.read_bytes()]
     assert not leaks, "\n".join(leaks)
     assert "http://bob@ui.example:5000/#/experiments/" in printed  # the links still point at the UI, no password
     serve = next(line for line in train.stderr.splitlines() if "mlflow ui --backend-store-uri" in line)
