@@ -166,8 +166,9 @@ def _read_numbers(args: dict[str, Any]) -> None:
     arguments take them as numbers (whole ones as int where Ultralytics wants an int)."""
     from ultralytics.cfg import CFG_FLOAT_KEYS, CFG_FRACTION_KEYS, CFG_INT_KEYS
 
+    numeric = CFG_FLOAT_KEYS | CFG_FRACTION_KEYS | CFG_INT_KEYS
     for key, v in args.items():
-        if key in CFG_FLOAT_KEYS | CFG_FRACTION_KEYS | CFG_INT_KEYS and isinstance(v, str) and _SCIENTIFIC.fullmatch(v.strip()):
+        if key in numeric and isinstance(v, str) and _SCIENTIFIC.fullmatch(v.strip()):
             x = float(v)
             args[key] = int(x) if key in CFG_INT_KEYS and x.is_integer() else x
 

@@ -65,9 +65,9 @@ def imgsz_problem(value: Any) -> str | None:
         value = int(value.strip())
     sides = list(value) if isinstance(value, (list, tuple)) else [value]
     if not 1 <= len(sides) <= 2:
-        return f"give one side (640) or [width, height] (e.g. [1440, 808]), not {len(sides)} values"
+        return f"{len(sides)} values; give one side (imgsz: 640) or [width, height] (imgsz: [1440, 808])"
     if not all(_integral(v) for v in sides):
-        return "give whole pixels: one side (640) or [width, height] (e.g. [1440, 808])"
+        return "give whole pixels: one side (imgsz: 640) or [width, height] (imgsz: [1440, 808])"
     if min(sides) < 1:
         return "every side must be at least 1 pixel, e.g. imgsz: 640 (Ultralytics would quietly replace a 0)"
     if max(sides) > MAX_IMGSZ:

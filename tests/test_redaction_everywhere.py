@@ -9,7 +9,7 @@ the spool and everything printed.
 from __future__ import annotations
 
 import io
-import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -158,19 +158,19 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
     from sai_mlflow.data.synthetic import SyntheticSpec, generate
 
     data = generate(tmp_path / DATA_SECRET, SyntheticSpec(train=16, val=4, width=96, height=64))
-    store = tmp_path / "mlruns"
+    store = tmp_path / "my store"  # a space: the printed `mlflow ui` command must quote it (item 5)
     uri = f"sqlite:///{store / 'mlflow.db'}"
     env = {"SAI_MLFLOW_SPOOL_KEEP": "1", "YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg"),
            "SAI_MLFLOW_SPOOL_DIR": str(tmp_path / "spool")}
     experiment = f"exp password={EXPERIMENT_SECRET}"
     train = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--set", f"data={data}",
-                    "--set", "epochs=1", "--set", "batch=8", "--set", "imgsz=64", "--set", f"project={tmp_path / 'runs'}",
+                    "--set", "epochs=1", "--set", "batch=8", "--set", "imgsz=64",
+                    "--set", f"project={tmp_path / 'runs'}",
                     "--set", "tracking.publish_interval_s=1", "--tracking-uri", uri, "--experiment", experiment,
                     "--run-name", f"nightly {RUN_SECRET}", "--ui-url", f"http://bob:{UI_SECRET}@ui.example:5000",
                     cwd=tmp_path, env=env)
     printed = train.stdout + train.stderr
     assert train.returncode == 0, printed[-3000:]
-    assert "http://bob@ui.example:5000/#/experiments/" in printed  # the links still point at the UI
     imp = run_cli("import-history", str(_history(tmp_path / "history.yaml")), "--tracking-uri", uri,
                   "--experiment", experiment, "--ui-url", f"http://bob:{UI_SECRET}@ui.example:5000", cwd=tmp_path,
                   env=env)
@@ -185,8 +185,12 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
         if secret in printed:
             leaks.append(f"{secret} printed: …{printed[max(0, printed.find(secret) - 120):][:240]}")
         if secret != EXPERIMENT_SECRET:  # the experiment's own name is stored as given; printed lines redact it
-            leaks += [f"{secret} in {f.relative_to(tmp_path)}" for f in store_files if secret.encode() in f.read_bytes()]
+            leaks += [f"{secret} in {f.relative_to(tmp_path)}" for f in store_files
+                      if secret.encode() in f.read_bytes()]
     assert not leaks, "\n".join(leaks)
+    assert "http://bob@ui.example:5000/#/experiments/" in printed  # the links still point at the UI, no password
+    serve = next(line for line in train.stderr.splitlines() if "mlflow ui --backend-store-uri" in line)
+    assert shlex.split(serve.split("first: ", 1)[1].rstrip(")"))[-1] == uri, serve  # pastes as one argument
 
     from sai_mlflow.tracking.store import make_client
 

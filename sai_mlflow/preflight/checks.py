@@ -310,8 +310,9 @@ def _missing_gpu(s: State) -> Finding | None:
     if not missing:
         return None
     has = "no CUDA GPU" if count == 0 else f"{count} CUDA GPU(s), indices 0..{count - 1}"
+    fix = "device: cpu" + (f", or an index below {count}" if count else " (or run on a GPU host)")
     return Finding("error", "gpu_missing", f"device={a.device_raw!r} asks for CUDA device(s) {missing}, but this host "
-                   f"has {has}", "device: cpu" + (f", or an index below {count}" if count else " (or run on a GPU host)"))
+                   f"has {has}", fix)
 
 
 def check_gpu_busy(s: State) -> list[Finding]:
