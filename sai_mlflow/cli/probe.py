@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .boundary import UsageError
+from .boundary import PolicyFlag, UsageError
 from .train import DEFAULT_CONFIG, REPO_CONFIGS, _checked_policy, resolve_starter
 
 
@@ -40,7 +40,7 @@ def _stdout_for_json_only():
 @click.option("--val-batches", type=int, default=None, help="validation batches per probe [default 2]")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML, as for compare-runs [default: configs/decision.yaml]")
-@click.option("--max-memory-fraction", type=float, default=None, help="override the policy's max_memory_fraction")
+@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"), default=None, help="override the policy's max_memory_fraction")
 @click.option("--tracking-uri", default=None, help="else MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
