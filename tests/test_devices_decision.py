@@ -208,3 +208,23 @@ def test_seed_on_four_gpus_through_the_cli(client, tmp_path):
     table = CliRunner().invoke(cli, ["compare-runs", "--experiment", "seed4", "--tracking-uri", client.tracking_uri,
                                      "--width", "250"])
     assert f"--set batch={obj['suggested_batch']}` on 4 devices" in " ".join(table.output.split())
+
+
+def test_preflight_forecasts_per_device_and_names_the_total_for_the_planned_devices(tmp_path):
+    """The seed's 1-GPU runs (96 and 128 per device) forecast a 4-GPU plan of batch 512 = 128 per device."""
+    from sai_mlflow.preflight import ForecastRecord, GpuInfo, HostInfo, PreflightContext, run_checks
+
+    gib = 2**30
+    gpus = [GpuInfo(index=i, name=H200, total_bytes=140 * gib, used_bytes=gib // 2) for i in range(4)]
+    host = HostInfo(cpu_count=64, ram_total=1024 * gib, ram_available=900 * gib, tmpfs_used=0, gpus=gpus)
+    history = [ForecastRecord(96, 105.0, 140.0, "yolov8s.yaml", 1440, H200),
+               ForecastRecord(512, 138.0, 140.0, "yolov8s.yaml", 1440, H200, devices=4)]  # 128 per device
+    args = dict(data=str(tmp_path / "none.yaml"), model="yolov8s.yaml", batch=512, imgsz=1440, device="0,1,2,3")
+    (f,) = [x for x in run_checks(PreflightContext(args=args, host=host, history=history))
+            if x.code == "memory_forecast"]
+    assert f.level == "error" and "128 per device on 4 devices" in f.message and "138.0 GiB" in f.message
+    assert "largest batch predicted to fit: 464 (116 per device)" in f.message and f.fix == "batch: 464"
+    args["batch"] = 384
+    (ok,) = [x for x in run_checks(PreflightContext(args=args, host=host, history=history))
+             if x.code == "memory_forecast"]
+    assert ok.level == "info" and "105.0 GiB" in ok.message

@@ -90,8 +90,8 @@ def test_config_and_guard_import_each_other_no_more():
     guard = _imports(ROOT / "sai_mlflow" / "guard.py")
     assert "sai_mlflow.guard" not in config and "sai_mlflow.config" not in guard
     reasons = _imports(ROOT / "sai_mlflow" / "compare" / "reasons.py")
-    assert not {m for m in reasons if m.startswith(("sai_mlflow.guard", "sai_mlflow.config", "sai_mlflow.compare.decision",
-                                                    "sai_mlflow.compare.render"))}
+    higher = ("sai_mlflow.guard", "sai_mlflow.config", "sai_mlflow.compare.decision", "sai_mlflow.compare.render")
+    assert not {m for m in reasons if m.startswith(higher)}
 
 
 @pytest.mark.parametrize("text,want", [("true", True), ("True", True), ("1", True), ("false", False), ("no", False),

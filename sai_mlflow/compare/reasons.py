@@ -20,7 +20,7 @@ from ..errors import closest
 from ..telemetry.stats import median
 from .memfit import MemoryFit, memory_advice
 from .record import RunRecord, peak_fraction, plausibility
-from .text import HUGE, duration_text, epochs_text, pct
+from .text import HUGE, epochs_text, pct
 
 # severities: the contract's three, plus `info` (could not be judged / a note; never changes a verdict)
 REJECT = "reject"

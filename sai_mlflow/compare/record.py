@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .. import keys as K
-from ..importers.ultralytics_mapping import batch_request, is_autobatch
+from ..importers.ultralytics_mapping import is_autobatch
 from ..telemetry.stats import finite
 from .text import HUGE
 GROUP_FIELDS = ("model", "imgsz", "dataset_digest", "gpu")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
-    ACCEPTABLE, IMPLAUSIBLE, INFO, NOT_COMPARABLE, RECOMMENDED, REJECT, REJECTED, WARN, Decision, RunRecord, Verdict,
+    ACCEPTABLE, IMPLAUSIBLE, INFO, NOT_COMPARABLE, RECOMMENDED, REJECT, REJECTED, WARN, Decision, Verdict,
     duration_text, pct,
 )
 from .memfit import total_text

@@ -444,7 +444,8 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         generated = provenance.generated_series(spec)
         if generated:
             tags[K.TAG_GENERATED_SERIES] = ",".join(generated)
-        params = {"batch": batch_text(spec.batch), "cache": "False" if spec.cache == "none" else spec.cache, **spec.params}
+        cache = "False" if spec.cache == "none" else spec.cache
+        params = {"batch": batch_text(spec.batch), "cache": cache, **spec.params}
         if spec.epochs_planned:
             params.setdefault("epochs", spec.epochs_planned)
         params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in params.items()})

@@ -77,8 +77,8 @@ def check_memory_forecast(s: State) -> list[Finding]:
     basis = (f"fit over {len(comparable)} runs at batches{per} {list(fit.batches)}: "
              f"{fit.intercept_gib:.1f} GiB + {fit.slope_gib_per_image:.3f} GiB per image")
     if fit.flat:
-        return [Finding("info", "memory_forecast", f"batch {a.batch} predicted to peak at {pred:.1f} GiB on {gpu_name}; "
-                                                   f"{fit.flat_text()} ({basis})")]
+        return [Finding("info", "memory_forecast", f"batch {a.batch} predicted to peak at {pred:.1f} GiB on "
+                                                   f"{gpu_name}; {fit.flat_text()} ({basis})")]
     best_pd = fit.largest_batch_under(limit)
     best = best_pd * devices if best_pd else None
     what = f"batch {a.batch}" + (f" ({per_device} per device on {devices} devices)" if devices > 1 else "")
