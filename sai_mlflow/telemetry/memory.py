@@ -68,13 +68,8 @@ class NvmlSampler:
         self.indices = (torch_indices,) if isinstance(torch_indices, int) else (tuple(torch_indices) or (0,))
         self._handles = [_nvml_handle(pynvml, i) for i in self.indices]
         self.total_gib = min(pynvml.nvmlDeviceGetMemoryInfo(h).total for h in self._handles) / GIB
-        names = []
-        for h in self._handles:
-            n = pynvml.nvmlDeviceGetName(h)
-            n = n.decode() if isinstance(n, bytes) else str(n)
-            if n not in names:
-                names.append(n)
-        self.name = " + ".join(names)  # devices of different models: one tag that compares unequal to either
+        names = [pynvml.nvmlDeviceGetName(h) for h in self._handles]
+        self.name = K.gpu_tag(n.decode() if isinstance(n, bytes) else str(n) for n in names)  # one rule: keys.py
 
     def used_gib_each(self) -> tuple[float, ...]:
         info = self._nvml.nvmlDeviceGetMemoryInfo
