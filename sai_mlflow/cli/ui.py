@@ -63,7 +63,8 @@ def ui(tracking_uri, host, port, ui_url) -> None:
         click.echo(f"({MODE_HINT})")
         return
     if not _port_free(host, port):
-        raise UsageError(f"--port {port}: something already listens on {host}:{port}; choose another, e.g. --port {port + 1}")
+        raise UsageError(f"--port {port}: something already listens on {host}:{port}; "
+                         f"choose another, e.g. --port {port + 1}")
     base = f"http://{host}:{port}"
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
            "--workers", "1"]
