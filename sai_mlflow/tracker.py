@@ -50,7 +50,8 @@ class RunTracker:
         self._failed_hooks: set[str] = set()
         self.clock = BatchClock()
         self.requested_batch: int | None = None
-        self.batch_request = getattr(getattr(trainer, "args", None), "batch", None)  # as asked: AutoBatch rewrites args.batch later
+        # the batch as asked: AutoBatch (-1, 0.7) rewrites trainer.args.batch in _setup_train, after this
+        self.batch_request = getattr(getattr(trainer, "args", None), "batch", None)
         self.batches_per_epoch: int | None = None
         self.epoch_rows_start = 0
         self.epoch_wall_start = time.time()

@@ -21,6 +21,8 @@ from .keys import DEFAULT_UI_URL, ENV_UI_URL
 
 ML_VIEW = "workflowType=machine_learning"
 RELATIVE = ""  # the base of links stored inside MLflow: `#/experiments/…`
+UI_URL_HELP = ("MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, "
+               "else http://127.0.0.1:5000)")
 
 
 def server_base(tracking_uri: str | None) -> str | None:

@@ -88,7 +88,8 @@ def test_stored_links_are_relative_and_log_report_updates_its_run(seeded, tmp_pa
     assert again.exit_code == 0, again.output
     (same,) = _decision_runs(client, exp_id)  # updated, not twinned
     assert same.info.run_id == dec.info.run_id and same.info.status == "FINISHED"
-    assert json.loads(again.stdout)["links"]["decision_run"].startswith(f"http://127.0.0.1:5000/#/experiments/{exp_id}/")
+    decision_link = json.loads(again.stdout)["links"]["decision_run"]
+    assert decision_link.startswith(f"http://127.0.0.1:5000/#/experiments/{exp_id}/")
 
     stored = [same.data.tags[K.TAG_DESCRIPTION]]
     stored += [client.get_run(r).data.tags[K.TAG_DESCRIPTION] for r in same.data.tags[K.TAG_JUDGED_RUNS].split(",")]
@@ -96,7 +97,8 @@ def test_stored_links_are_relative_and_log_report_updates_its_run(seeded, tmp_pa
     stored += [(local / K.ARTIFACT_DECISION_MD).read_text(), (local / K.ARTIFACT_DECISION_JSON).read_text()]
     for text in stored:
         assert "#/experiments/" in text and not HOST.search(text), text[:500]
-    assert f"[Decision report](#/experiments/{exp_id}/runs/{dec.info.run_id}?workflowType=machine_learning)" in stored[1]
+    report = f"#/experiments/{exp_id}/runs/{dec.info.run_id}?workflowType=machine_learning"
+    assert f"[Decision report]({report})" in stored[1]
 
 
 def _with_model(client, run_id: str, tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import sys
 
 import click
 
+from ..ui_links import UI_URL_HELP
 from .boundary import TABLE_WIDTH, GuardedCommand, PolicyFlag, UsageError, plot_file, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
-UI_URL_HELP = "Base URL of the MLflow UI for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, else http://127.0.0.1:5000)."
 
 
 def check_writable_file(path: str, option: str) -> None:

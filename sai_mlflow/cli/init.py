@@ -24,7 +24,8 @@ def init(folder: str) -> None:
     try:
         written, kept = copy_to(dest)
     except OSError as e:
-        raise UsageError(f"cannot write the starters into {folder} ({e.strerror or e}); choose another folder") from None
+        raise UsageError(f"cannot write the starters into {folder} ({e.strerror or e}); choose another folder") \
+            from None
     for p in written:
         click.echo(f"wrote  {p}")
     for p in kept:

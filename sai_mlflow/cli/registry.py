@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from ..ui_links import UI_URL_HELP
 from .boundary import TABLE_WIDTH, UsageError, given, store_refusals
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
@@ -71,8 +72,7 @@ def render(outcome, console) -> None:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
               help="Policy YAML (default configs/decision.yaml): min_improvement, max_memory_fraction, ...")
 @click.option("--width", type=TABLE_WIDTH, help="Table width in characters (default: the terminal's).")
-@click.option("--ui-url", help="MLflow UI base URL for the printed link (else SAI_MLFLOW_UI_URL, else an http(s) "
-              "tracking server, else http://127.0.0.1:5000).")
+@click.option("--ui-url", help=UI_URL_HELP)
 def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rollback, tracking_uri, policy_file,
             width, ui_url):
     """Register RUN_ID's model as a new version of --model and point --alias at it, if it passes the gates.

@@ -12,6 +12,7 @@ from ..redact import redact_text
 from ..starters import DEFAULT_CONFIG
 from ..starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
 from ..starters import resolve as resolve_starter
+from ..ui_links import UI_URL_HELP
 from .boundary import UsageError
 
 
@@ -159,7 +160,7 @@ def _checked_policy(policy_file: str | None) -> str:
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--run-name", default=None)
 @click.option("--skip-preflight", is_flag=True, help="train even when preflight finds errors (recorded on the run)")
-@click.option("--ui-url", default=None, help="MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, else http://127.0.0.1:5000)")
+@click.option("--ui-url", default=None, help=UI_URL_HELP)
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="the live guard's policy YAML, as for compare-runs [default: configs/decision.yaml]")
 def train(config_path, sets, resume, tracking_uri, experiment, run_name, skip_preflight, ui_url, policy_file) -> None:

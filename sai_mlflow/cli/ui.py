@@ -63,12 +63,13 @@ def ui(tracking_uri, host, port, ui_url) -> None:
         click.echo(f"({MODE_HINT})")
         return
     if not _port_free(host, port):
-        raise UsageError(f"--port {port}: something already listens on {host}:{port}; choose another, e.g. --port {port + 1}")
+        raise UsageError(f"--port {port}: something already listens on {host}:{port}; "
+                         f"choose another, e.g. --port {port + 1}")
     base = f"http://{host}:{port}"
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--workers", "1"]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}  # not on the command line: a password stays out of `ps`
     click.echo(f"starting the MLflow UI on {redact_text(uri)} (Ctrl-C stops it)", err=True)
-    proc = subprocess.Popen(cmd, start_new_session=True)  # its own group: Ctrl-C or SIGTERM here stops all of it
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # own group: Ctrl-C or SIGTERM here stops it all
     old = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if not _wait_up(base, proc, 180):

@@ -91,7 +91,8 @@ def log_report(client, d: Decision, experiment_id: str, series: dict | None, ext
         client.log_batch(rid, tags=[RunTag(K.TAG_DESCRIPTION, body[:50000]), RunTag(K.TAG_RECOMMENDED_RUN, rec)])
         with tempfile.TemporaryDirectory(prefix="sai_decision_") as tmp:
             out = Path(tmp)
-            (out / K.ARTIFACT_DECISION_MD).write_text(render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d) + "\n")
+            md = render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d) + "\n"
+            (out / K.ARTIFACT_DECISION_MD).write_text(md)
             obj = {**render.to_json_obj(d), **(extra_json or {})}
             (out / K.ARTIFACT_DECISION_JSON).write_text(json.dumps(obj, indent=2, ensure_ascii=False))
             if series is not None:
