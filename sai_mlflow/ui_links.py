@@ -3,9 +3,9 @@
 Pure string building. MLflow 3.17's UI opens an experiment in GenAI mode (traces, token panels, no
 runs) unless the route carries `?workflowType=machine_learning`; every link here carries it.
 
-Printed links start with `ui_base`: `--ui-url`, else `SAI_MLFLOW_UI_URL`, else the tracking server itself
-when the tracking URI is http(s) (its UI is that address; credentials removed), else http://127.0.0.1:5000
-(what `sai-mlflow ui` / `mlflow ui` serve). What is said explicitly wins over what is derived.
+Printed links start with `ui_base`: `--ui-url` (said for this command), else the tracking server itself
+when the tracking URI is http(s) (its UI is that address; credentials removed), else `SAI_MLFLOW_UI_URL`
+(where a local store's UI is served), else http://127.0.0.1:5000 (what `sai-mlflow ui` / `mlflow ui` serve).
 
 Links stored inside MLflow (descriptions, the decision run, model versions) use `RELATIVE`: a bare
 `#/…` route, which the UI resolves against wherever it is served, so they work on every host and port.
@@ -21,8 +21,8 @@ from .keys import DEFAULT_UI_URL, ENV_UI_URL
 
 ML_VIEW = "workflowType=machine_learning"
 RELATIVE = ""  # the base of links stored inside MLflow: `#/experiments/…`
-UI_URL_HELP = ("MLflow UI base URL for the printed links (else SAI_MLFLOW_UI_URL, else an http(s) tracking server, "
-               "else http://127.0.0.1:5000)")
+UI_URL_HELP = ("MLflow UI base URL for the printed links (else an http(s) tracking server's own address, "
+               "else SAI_MLFLOW_UI_URL, else http://127.0.0.1:5000)")
 
 
 def server_base(tracking_uri: str | None) -> str | None:
@@ -38,11 +38,11 @@ def server_base(tracking_uri: str | None) -> str | None:
 
 
 def ui_base(cli_value: str | None = None, tracking_uri: str | None = None) -> str:
-    """Printed in every link: --ui-url, else SAI_MLFLOW_UI_URL, else an http(s) tracking server's address,
+    """Printed in every link: --ui-url, else an http(s) tracking server's address, else SAI_MLFLOW_UI_URL,
     else MLflow's default; credentials removed (the browser asks for the login), other secrets redacted."""
     from .redact import redact_text, without_credentials
 
-    base = cli_value or os.environ.get(ENV_UI_URL) or server_base(tracking_uri) or DEFAULT_UI_URL
+    base = cli_value or server_base(tracking_uri) or os.environ.get(ENV_UI_URL) or DEFAULT_UI_URL
     return redact_text(without_credentials(base.rstrip("/")))
 
 

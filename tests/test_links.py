@@ -1,6 +1,6 @@
 """Links: printed ones start with the UI's address, stored ones are relative; and what MLflow stores stays true.
 
-- the printed base: `--ui-url`, else SAI_MLFLOW_UI_URL, else an http(s) tracking server (no credentials), else
+- the printed base: `--ui-url`, else an http(s) tracking server (no credentials), else SAI_MLFLOW_UI_URL, else
   http://127.0.0.1:5000;
 - links stored inside MLflow (run descriptions, the decision run and its artifacts, model-version
   descriptions) are `#/…` routes: no host in them;
@@ -39,9 +39,10 @@ def test_printed_base_order(monkeypatch):
     assert server_base("sqlite:///m.db") is None and server_base(None) is None
     assert ui_base(None, "sqlite:///m.db") == "http://127.0.0.1:5000"
     assert ui_base(None, server) == "https://mlflow.team:8443/mlflow"
-    monkeypatch.setenv(K.ENV_UI_URL, "http://proxy.team/")
-    assert ui_base(None, server) == "http://proxy.team"  # said explicitly: wins over the derived server
-    assert ui_base("http://cli:1/", server) == "http://cli:1"
+    monkeypatch.setenv(K.ENV_UI_URL, "http://127.0.0.1:5001/")
+    assert ui_base(None, server) == "https://mlflow.team:8443/mlflow"  # a server serves its own UI
+    assert ui_base(None, "sqlite:///m.db") == "http://127.0.0.1:5001"  # where a local store's UI is served
+    assert ui_base("http://cli:1/", server) == "http://cli:1"  # said for this command: wins
 
 
 def test_relative_links_are_bare_routes():
