@@ -92,3 +92,18 @@ class Server:
                 pass
             self.proc.wait()
             self.proc = None
+
+
+def cli_in_process(*args, cwd, env=None):
+    """`sai-mlflow ARGS` run in this process by click's CliRunner: the same command, exit code, stdout and stderr
+    as `run_cli`, without a new interpreter importing MLflow again (seconds of CPU each). For tests where the
+    process boundary is not what is tested. Returns a CompletedProcess like `run_cli`."""
+    import contextlib
+
+    from click.testing import CliRunner
+
+    from sai_mlflow.cli import cli
+
+    with contextlib.chdir(cwd):
+        r = CliRunner().invoke(cli, [str(a) for a in args], env={"YOLO_OFFLINE": "1", **(env or {})})
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)

@@ -14,7 +14,7 @@ import pytest
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, read_records, summarize
 
-from helpers import Server, run_cli
+from helpers import Server, cli_in_process, run_cli
 
 KEYS = [f"m{j}" for j in range(3)]
 
@@ -37,6 +37,11 @@ def _sync(tmp_path, *args):
     return run_cli("sync", "--spool-dir", str(tmp_path / "spool"), *args, cwd=tmp_path, timeout=300)
 
 
+def _sync_here(tmp_path, *args):
+    """`sync` in this process (no second MLflow import): for the tests whose point is what sync does, not a kill."""
+    return cli_in_process("sync", "--spool-dir", str(tmp_path / "spool"), *args, cwd=tmp_path)
+
+
 # --- item 1: a store that lacks the run --------------------------------------------------------------
 def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp_path):
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
@@ -45,7 +50,7 @@ def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp
     run_id = a.create_run(get_or_create_experiment(a, "dur")).info.run_id
     sp = _spool_for(tmp_path, run_id, a.tracking_uri)
     b_uri = f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"  # another store (or one restored from an older backup)
-    r = _sync(tmp_path, "--tracking-uri", b_uri)
+    r = _sync_here(tmp_path, "--tracking-uri", b_uri)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "created: the store had no run for it" in r.stdout
     b = make_client(b_uri)
@@ -54,7 +59,7 @@ def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp
     assert _steps(b, run.info.run_id) == {k: list(range(40)) for k in KEYS}
     assert run.data.params["lr0"] == "0.01"
     assert not sp.dir.exists()
-    assert _sync(tmp_path, "--tracking-uri", b_uri).returncode == 0  # nothing left, nothing doubled
+    assert _sync_here(tmp_path, "--tracking-uri", b_uri).returncode == 0  # nothing left, nothing doubled
     assert len(b.search_runs([run.info.experiment_id])) == 1
 
 
@@ -66,13 +71,13 @@ def test_sync_to_a_deleted_run_keeps_everything_pending_and_says_why(tmp_path):
     run_id = c.create_run(get_or_create_experiment(c, "dur")).info.run_id
     sp = _spool_for(tmp_path, run_id, uri)
     c.delete_run(run_id)  # deleted in the UI
-    r = _sync(tmp_path)
+    r = _sync_here(tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "is deleted in the store" in r.stderr and "mlflow runs restore" in r.stderr
     assert "uploaded" not in r.stdout
     assert sp.dir.exists() and summarize(sp).metrics == 3 * 40 and not sp.rejected()
     c.restore_run(run_id)
-    r = _sync(tmp_path)
+    r = _sync_here(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert _steps(c, run_id) == {k: list(range(40)) for k in KEYS}
     assert c.get_run(run_id).info.status == "FINISHED" and not sp.dir.exists()
@@ -87,13 +92,13 @@ def test_content_rejections_are_set_aside_and_stay_on_disk(tmp_path):
     run_id = c.create_run(get_or_create_experiment(c, "dur")).info.run_id
     c.log_param(run_id, "lr0", "0.5")
     sp = _spool_for(tmp_path, run_id, uri)  # spools lr0=0.01: MLflow refuses a changed param
-    r = _sync(tmp_path)
+    r = _sync_here(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "refused by the store for their content" in r.stderr and "delete it once read" in r.stderr
     assert _steps(c, run_id) == {k: list(range(40)) for k in KEYS}
     assert c.get_run(run_id).info.status == "FINISHED"
     assert [x["param"] for x in sp.rejected()] == ["lr0"]
-    assert "refused by the store" in _sync(tmp_path, "--dry-run").stdout
+    assert "refused by the store" in _sync_here(tmp_path, "--dry-run").stdout
 
 
 # --- item 2: credentials that stop working mid-run ----------------------------------------------------
@@ -168,10 +173,10 @@ def test_a_corrupt_record_in_the_middle_costs_only_itself(tmp_path, damage):
         data[victim:victim + 8] = bytes(8)
     sp.log.write_bytes(bytes(data))
     size = offsets[len(offsets) // 2 + 1] - victim
-    dry = _sync(tmp_path, "--dry-run")
+    dry = _sync_here(tmp_path, "--dry-run")
     assert f"corrupt record: {size} bytes at byte offset {victim}" in dry.stdout, dry.stdout
     assert "torn" not in dry.stdout and "final status: FINISHED" in dry.stdout
-    r = _sync(tmp_path)
+    r = _sync_here(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{size} bytes at byte offset {victim}" in r.stderr
     lost = len(offsets) // 2 - 1  # records: params, then one metrics record per step, then the status

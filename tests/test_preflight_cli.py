@@ -118,4 +118,5 @@ def test_setup_shm_training_script(shm_root, synthetic_data):
     assert (dest / "data.yaml").is_file() and "cache: false" in r.stdout
     r = run(str(synthetic_data), str(dest), "--no-progress")
     assert r.returncode == 0 and "nothing copied" in r.stdout
-    assert run().returncode == 2
+    usage = run()
+    assert usage.returncode == 2 and "setup_shm_training.sh DATA_YAML [DEST] [--dry-run]" in usage.stdout + usage.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from sai_mlflow import keys as K
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli_in_process, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 
@@ -128,7 +128,7 @@ def test_a_probe_over_the_limit_is_recorded_not_crashed(tmp_path, synthetic_data
     (["--batches", "4", "--set", "batchh=4"], "did you mean 'batch'"),
 ])
 def test_bad_input_exits_2_and_starts_no_probe(tmp_path, synthetic_data, sqlite_uri, extra, message):
-    r = run_cli(*probe_args(tmp_path, synthetic_data, sqlite_uri, *extra), cwd=tmp_path)
+    r = cli_in_process(*probe_args(tmp_path, synthetic_data, sqlite_uri, *extra), cwd=tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Error:" in r.stderr and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns").exists()
@@ -141,7 +141,7 @@ def test_a_config_failing_preflight_exits_1_and_starts_no_probe(tmp_path, synthe
     bad = tmp_path / "bad.yaml"  # a validation split with no images: preflight's dataset_split_empty error
     doc = yaml.safe_load(synthetic_data.read_text())
     bad.write_text(yaml.safe_dump({**doc, "path": str(synthetic_data.parent), "val": str(tmp_path / "empty")}))
-    r = run_cli(*probe_args(tmp_path, bad, sqlite_uri, "--batches", "4"), cwd=tmp_path)
+    r = cli_in_process(*probe_args(tmp_path, bad, sqlite_uri, "--batches", "4"), cwd=tmp_path)
     assert r.returncode == 1, r.stderr[-2000:]
     assert "no probe was started" in r.stderr
     assert not (tmp_path / "runs").exists()

@@ -194,7 +194,8 @@ def test_cli_stage_shm(data, tmp_path):
     r = CliRunner().invoke(cli, ["stage-shm", "--data", str(data), "--dest", str(dest), "--format", "json"])
     assert r.exit_code == 0 and '"up_to_date": true' in r.output
     r = CliRunner().invoke(cli, ["stage-shm", "--data", str(tmp_path / "nope.yaml"), "--dest", str(dest)])
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and r.output.count("Error:") == 1, r.output
+    assert f"--data {tmp_path / 'nope.yaml'}: no such file" in r.output  # names the flag, the file and the fix
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "x").write_text("x")
     r = CliRunner().invoke(cli, ["stage-shm", "--data", str(data), "--dest", str(tmp_path / "foreign")])
