@@ -306,11 +306,11 @@ def test_unwritable_cwd_with_the_default_store_is_refused_before_training(tmp_pa
 
     (tmp_path / "mlruns").write_text("not a folder")
     env = {"SAI_MLFLOW_SPOOL_DIR": "", "MLFLOW_TRACKING_URI": ""}
-    pre = run_cli("preflight", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--set", f"data={synthetic_data}",
-                  cwd=tmp_path, env=env, timeout=300)
+    pre = cli_in_process("preflight", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--set",
+                         f"data={synthetic_data}", cwd=tmp_path, env=env)
     assert pre.returncode == 1 and "tracking_unwritable" in pre.stdout, pre.stdout + pre.stderr
     args = [a for a in __import__("helpers").smoke_args(tmp_path, synthetic_data)]
-    proc = run_cli(*args, cwd=tmp_path, env=env, timeout=300)
+    proc = cli_in_process(*args, cwd=tmp_path, env=env)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "tracking_unwritable" in proc.stderr and "nothing was started" in proc.stderr
     assert "SAI_MLFLOW_SPOOL_DIR" in proc.stderr

@@ -16,7 +16,7 @@ from sai_mlflow.compare.memfit import fit_peak_memory
 from sai_mlflow.guard import Guard, GuardConfigError, parse_stop_on, replay
 from sai_mlflow.importers.history_file import _tags, build, parse
 
-from helpers import ROOT, run_cli, smoke_args
+from helpers import ROOT, cli_in_process, run_cli, smoke_args
 
 
 def _policy(tmp_path, fraction=0.01):
@@ -78,12 +78,12 @@ def test_stop_on_accepts_only_reject_level_codes():
 
 
 def test_bad_stop_on_or_policy_exits_2_before_training(tmp_path, synthetic_data, sqlite_uri):
-    r = run_cli(*smoke_args(tmp_path, synthetic_data, "--set", "guard.stop_on=[too_slow]",
+    r = cli_in_process(*smoke_args(tmp_path, synthetic_data, "--set", "guard.stop_on=[too_slow]",
                             "--tracking-uri", sqlite_uri), cwd=tmp_path)
     assert r.returncode == 2 and "Error:" in r.stderr and "never reject-level" in r.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_memory_fractoin: 0.5\n")
-    r = run_cli(*smoke_args(tmp_path, synthetic_data, "--policy", str(bad), "--tracking-uri", sqlite_uri),
+    r = cli_in_process(*smoke_args(tmp_path, synthetic_data, "--policy", str(bad), "--tracking-uri", sqlite_uri),
                 cwd=tmp_path)
     assert r.returncode == 2 and "max_memory_fraction" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "runs").exists()
