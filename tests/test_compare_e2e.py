@@ -370,7 +370,7 @@ def test_exit_3_when_nothing_is_acceptable(sqlite_uri, client):
     (["--experiment", "nope"], "no experiment named 'nope'"),
     (["--experiment", "empty"], "has no runs"),
     (["--experiment", EXP, "--filter", "tags.stage === 1"], "bad --filter"),
-    (["--experiment", EXP, "--max-memory-fraction", "1.5"], "max_memory_fraction"),
+    (["--experiment", EXP, "--max-memory-fraction", "1.5"], "--max-memory-fraction"),
     (["--experiment", EXP, "--format", "yaml"], "Invalid value"),
     (["abc", "--experiment", EXP], "not both"),
 ])
