@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sai_mlflow.compare import render  # noqa: E402
 from sai_mlflow.compare.decision import RunRecord, decide  # noqa: E402
-from sai_mlflow.compare.record import record_from_keys  # noqa: E402
 from sai_mlflow.compare.policy import load_policy  # noqa: E402
+from sai_mlflow.compare.record import record_from_keys  # noqa: E402
 
 
 def records(n: int) -> list[RunRecord]:

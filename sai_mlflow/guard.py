@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from . import keys as K
 from .compare.memfit import MemoryFit, fit_peak_memory
 from .compare.reasons import (  # noqa: F401  (GuardConfigError, parse_stop_on, STOPPABLE: re-exported)
-    REGISTRY, REJECT, STOPPABLE, WARN, FixContext, Reason, StopOnError, check_run, fix, parse_stop_on,
+    REGISTRY,
+    REJECT,
+    STOPPABLE,
+    WARN,
+    FixContext,
+    Reason,
+    StopOnError,
+    check_run,
+    fix,
+    parse_stop_on,
 )
 from .compare.record import RunRecord, parse_int, record_from_keys
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import keys as K
+from .compare.policy import memory_limit_fraction
 from .env_info import environment_params
 from .log import warn
 from .redact import redact_text, redacted_yaml_copy
@@ -24,7 +25,6 @@ from .tracking.publisher import Publisher
 from .tracking.run_open import open_run
 from .tracking.settings import TrackingSettings
 from .tracking.sink import Batch, Sink
-from .compare.policy import memory_limit_fraction
 from .tracking.store import probe
 from .ultralytics_args import batch_request_tag, cache_mode, is_autobatch, train_imgsz
 

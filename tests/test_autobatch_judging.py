@@ -11,6 +11,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 from mlflow.entities import Metric, Param
+from test_compare_e2e import EXP, log_run
 
 from sai_mlflow import keys as K
 from sai_mlflow.cli import cli
@@ -22,7 +23,6 @@ from sai_mlflow.importers import ImportFailed
 from sai_mlflow.importers.history_file import import_history_file
 from sai_mlflow.importers.ultralytics_mapping import batch_request, identity_tags
 from sai_mlflow.tracking.store import get_or_create_experiment
-from test_compare_e2e import EXP, log_run
 
 P = Policy()
 BASE = {K.TAG_MODEL: "m", K.TAG_IMGSZ: "640", K.TAG_DATASET_DIGEST: "d", K.TAG_GPU: "g", K.TAG_CACHE_MODE: "none",

@@ -10,10 +10,10 @@ import json
 import re
 
 from click.testing import CliRunner
+from test_compare_e2e import EXP, log_run
 
 from sai_mlflow import keys as K
 from sai_mlflow.cli import cli
-from test_compare_e2e import EXP, log_run
 
 BAD = {
     "abc-batch": {"tags": {K.TAG_BATCH_SIZE: "abc", K.TAG_BATCH_SIZE_EFFECTIVE: "abc"}},

@@ -12,14 +12,14 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from mlflow.entities import Metric
-
 from helpers import Server
+from mlflow.entities import Metric
+from test_compare_e2e import EXP, T0, by_name, codes, flat_memory, judge, log_run, reason
+
 from sai_mlflow import keys as K
 from sai_mlflow.cli.compare import compare_runs
 from sai_mlflow.compare.loader import MEMORY_POINTS
 from sai_mlflow.tracking.batching import log_batch_chunked
-from test_compare_e2e import EXP, T0, by_name, codes, flat_memory, judge, log_run, reason
 
 
 def test_foreign_timestamps_before_the_start_are_judged_for_a_leak(sqlite_uri, client):

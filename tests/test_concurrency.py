@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT, Server
 
 from sai_mlflow import keys as K
-
-from helpers import ROOT, Server
 
 pytestmark = pytest.mark.slow
 PROCS, EPOCHS, BATCH, TRAIN_IMAGES = 8, 1, 8, 32

@@ -22,7 +22,6 @@ from sai_mlflow.tracking.settings import TrackingSettings
 from sai_mlflow.tracking.sink import MemorySink
 
 
-
 def stand_in_trainer(tmp_path, synthetic_data):
     """Enough of a trainer for RunTracker's setup and memory paths (no training)."""
     args = SimpleNamespace(batch=8, imgsz=64, cache=False, model="yolov8n.yaml", data=str(synthetic_data),

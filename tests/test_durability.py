@@ -7,14 +7,12 @@ real signals and real CPU training.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
+from helpers import Server, cli_in_process, run_cli
 
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, read_records, summarize
-
-from helpers import Server, cli_in_process, run_cli
 
 KEYS = [f"m{j}" for j in range(3)]
 
@@ -280,9 +278,9 @@ def test_train_stopped_by_a_signal_exits_128_plus_it_and_loses_no_batch(tmp_path
     import subprocess
     import sys
 
-    from sai_mlflow import keys as K
-
     from helpers import smoke_args
+
+    from sai_mlflow import keys as K
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     cmd = [sys.executable, "-c", SIGNALLED_TRAIN, sig, str(SIGNAL_AT_BATCH), *smoke_args(tmp_path, synthetic_data),
@@ -337,12 +335,11 @@ def test_a_run_started_offline_resumes_into_its_synced_run(tmp_path, synthetic_d
     import subprocess
     import sys
 
+    from helpers import ROOT
     from mlflow.tracking import MlflowClient
 
     from sai_mlflow import keys as K
     from sai_mlflow.model import find_run_model
-
-    from helpers import ROOT
 
     env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # nothing listens
            "SAI_MLFLOW_PUBLISH_INTERVAL_S": "1"}

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ROOT, run_cli, smoke_args
 
 HIST = ROOT / "configs" / "history" / "seed_2024-08.yaml"

@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mlflow.entities import Metric
-
 from helpers import Server
+from mlflow.entities import Metric
+from test_compare_e2e import EXP, T0, flat_memory, log_run
+
 from sai_mlflow import keys as K
 from sai_mlflow.backend.read_choice import reader_for
 from sai_mlflow.backend.read_mlflow import MlflowReader
@@ -27,7 +28,6 @@ from sai_mlflow.compare.decision import decide
 from sai_mlflow.compare.policy import load_policy
 from sai_mlflow.importers.history_file import import_history_file
 from sai_mlflow.tracking.batching import log_batch_chunked
-from test_compare_e2e import EXP, T0, flat_memory, log_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"

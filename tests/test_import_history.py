@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def test_seed_runs_carry_the_contract_keys(seeded):
     assert m[K.SUMMARY_BATCHES_PER_EPOCH] == 293 and m[K.SUMMARY_EPOCHS_COMPLETED] == 5
     # the notes' 9.5 h is training only; with the measured validation the projection is ~10.4 h
     assert m[K.SUMMARY_ETA_FULL_S] / 3600 == pytest.approx(10.4, abs=0.1)
-    assert b128.info.start_time == int(datetime(2024, 8, 24, 6, tzinfo=timezone.utc).timestamp() * 1000)
+    assert b128.info.start_time == int(datetime(2024, 8, 24, 6, tzinfo=UTC).timestamp() * 1000)
     assert b128.info.status == "FINISHED"
     # what the notes do not give is not logged
     cache = runs["b128-cache-ram"].data.metrics

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ROOT, Server, free_port, run_cli
 
 PW = "S3cr3t-Pw-9b-xyzzy"

@@ -11,10 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import AS_A_USER, ROOT
 
 from sai_mlflow import keys as K
-
-from helpers import AS_A_USER, ROOT
 
 pytestmark = pytest.mark.slow  # real CPU training
 EPOCHS, BATCH, IMAGES = 2, 8, 32

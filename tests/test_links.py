@@ -24,8 +24,7 @@ from click.testing import CliRunner
 from sai_mlflow import keys as K
 from sai_mlflow import registry
 from sai_mlflow.cli import cli
-from sai_mlflow.ui_links import RELATIVE, compare_url, experiments_url, model_version_url, run_url, server_base, \
-    ui_base
+from sai_mlflow.ui_links import RELATIVE, compare_url, experiments_url, model_version_url, run_url, server_base, ui_base
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"

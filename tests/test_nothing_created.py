@@ -7,7 +7,6 @@ import os
 
 import pytest
 import yaml
-
 from helpers import ROOT, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")

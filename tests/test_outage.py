@@ -5,7 +5,6 @@ One server for the module (starting one costs ~20 s on 2 cores); each test leave
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -14,12 +13,11 @@ import threading
 import time
 
 import pytest
+from helpers import ROOT, Server
 
 from sai_mlflow.tracking.publisher import Publisher
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, summarize, sync_spool
-
-from helpers import ROOT, Server
 
 pytestmark = pytest.mark.slow
 PY = sys.executable

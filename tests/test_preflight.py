@@ -13,8 +13,18 @@ import pytest
 from sai_mlflow import keys as K
 from sai_mlflow.data.audit import audit, is_on_tmpfs
 from sai_mlflow.data.synthetic import SyntheticSpec, generate
-from sai_mlflow.preflight import (CHECKS, Finding, ForecastRecord, GpuInfo, HostInfo, PreflightContext,
-                                  findings_as_tags, has_errors, load_forecast_history, run_checks)
+from sai_mlflow.preflight import (
+    CHECKS,
+    Finding,
+    ForecastRecord,
+    GpuInfo,
+    HostInfo,
+    PreflightContext,
+    findings_as_tags,
+    has_errors,
+    load_forecast_history,
+    run_checks,
+)
 from sai_mlflow.ultralytics_args import checkpoint_batch
 
 GIB = 2**30

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import ROOT, cli_in_process, run_cli
 
 from sai_mlflow import keys as K
-
-from helpers import ROOT, cli_in_process, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 

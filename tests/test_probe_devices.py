@@ -7,7 +7,6 @@ import pytest
 
 from sai_mlflow.probe.plan import PlanError, device_list, plan_devices
 from sai_mlflow.probe.session import ProbeSpec, next_command
-
 from tests.helpers import ROOT, run_cli
 
 

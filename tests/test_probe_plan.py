@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from sai_mlflow.probe.plan import PlanError, Point, forecast, forecast_batches, full_run_plan, next_auto, \
-    parse_batches, subset_sizes
+from sai_mlflow.probe.plan import (
+    PlanError,
+    Point,
+    forecast,
+    forecast_batches,
+    full_run_plan,
+    next_auto,
+    parse_batches,
+    subset_sizes,
+)
 
 GPU = [Point(32, 32, 37.2, False), Point(64, 64, 72.8, False)]  # the H200 anchor, validation peaks
 LIMIT = 0.9 * 139.8

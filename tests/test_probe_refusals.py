@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from helpers import ROOT, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, run_cli
 
 from sai_mlflow import keys as K
-
-from helpers import ROOT, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 

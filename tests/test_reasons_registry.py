@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from test_compare_e2e import log_run
 
 from sai_mlflow import keys as K
 from sai_mlflow.compare import reasons as R
@@ -21,7 +22,6 @@ from sai_mlflow.compare.loader import record_from_run
 from sai_mlflow.compare.policy import Policy
 from sai_mlflow.compare.record import RunRecord, parse_bool, record_from_keys
 from sai_mlflow.config import ConfigError, load_config
-from test_compare_e2e import log_run
 
 ROOT = Path(__file__).resolve().parents[1]
 P = Policy()

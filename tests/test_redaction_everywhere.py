@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import ROOT, run_cli
+
 from sai_mlflow import redact as R
 from sai_mlflow.redact import MARKER, is_secret_key, redact_text
 

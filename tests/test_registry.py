@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import free_port
 
 from sai_mlflow import keys as K
-
-from helpers import free_port
 from sai_mlflow import registry
 from sai_mlflow.cli import cli
 from sai_mlflow.model.pyfunc import OUTPUT_COLUMNS

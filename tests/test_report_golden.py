@@ -14,8 +14,8 @@ from rich.console import Console
 from sai_mlflow.compare import render as report
 from sai_mlflow.compare.decision import decide
 from sai_mlflow.compare.loader import load_records
-from sai_mlflow.importers.history_file import import_history_file
 from sai_mlflow.compare.policy import load_policy
+from sai_mlflow.importers.history_file import import_history_file
 
 ROOT = Path(__file__).resolve().parent
 SEED = ROOT.parent / "configs" / "history" / "seed_2024-08.yaml"

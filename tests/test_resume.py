@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from helpers import ROOT, run_cli, smoke_args
 
 from sai_mlflow import keys as K
-
-from helpers import ROOT, run_cli, smoke_args
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,15 @@ import os
 import pytest
 
 from sai_mlflow.config import TrackingSection, load_config
-from sai_mlflow.tracking.settings import ENV_SETTINGS, LIBRARY_ENV, SettingsError, TrackingSettings, environment, \
-    hand_on, restored_settings
+from sai_mlflow.tracking.settings import (
+    ENV_SETTINGS,
+    LIBRARY_ENV,
+    SettingsError,
+    TrackingSettings,
+    environment,
+    hand_on,
+    restored_settings,
+)
 
 
 @pytest.fixture(autouse=True)

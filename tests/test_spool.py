@@ -6,12 +6,22 @@ import math
 import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import (
-    Spool, SpoolingSink, Uploader, clean_batch, drain, encode, list_spools, read_records, safe_key,
-    summarize, sync_spool,
+    Spool,
+    SpoolingSink,
+    Uploader,
+    clean_batch,
+    drain,
+    encode,
+    list_spools,
+    read_records,
+    safe_key,
+    summarize,
+    sync_spool,
 )
 
 

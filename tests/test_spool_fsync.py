@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT
 
 from sai_mlflow.tracking.spool import list_spools, summarize
-
-from helpers import ROOT
 
 CHILD = """
 import os, signal, sys

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sai_mlflow.data.audit import audit, is_on_tmpfs
-from sai_mlflow.data.staging import (MANIFEST, StagingCapacityError, StagingError, capacity_problem, stage)
+from sai_mlflow.data.staging import MANIFEST, StagingCapacityError, StagingError, capacity_problem, stage
 from sai_mlflow.data.synthetic import SyntheticSpec, generate
 
 HAS_SHM = os.path.isdir("/dev/shm") and is_on_tmpfs("/dev/shm") and os.access("/dev/shm", os.W_OK)

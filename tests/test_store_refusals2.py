@@ -15,10 +15,9 @@ import time
 import urllib.request
 
 import pytest
+from helpers import ROOT, Server, free_port, run_cli
 
 from sai_mlflow import keys as K
-
-from helpers import ROOT, Server, free_port, run_cli
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 

@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import pytest
-
 from helpers import run_cli
 
 WRITER = textwrap.dedent("""

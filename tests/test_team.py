@@ -16,7 +16,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import PG_PASSWORD
 from helpers import ROOT, free_port, run_cli
 

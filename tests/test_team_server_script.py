@@ -10,7 +10,6 @@ import os
 import subprocess
 
 import pytest
-
 from helpers import ROOT, Server, free_port
 
 SCRIPT = str(ROOT / "scripts" / "team_server.sh")

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import AS_A_USER, BATCH, EPOCHS, run_cli, smoke_args
 
 from sai_mlflow import keys as K
-
-from helpers import AS_A_USER, BATCH, EPOCHS, ROOT, run_cli, smoke_args
 
 TRAIN_IMAGES = 32
 pytestmark = pytest.mark.slow

@@ -16,11 +16,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, Server, run_cli, smoke_args
 
 from sai_mlflow import keys as K
 from sai_mlflow import registry
-
-from helpers import ROOT, Server, run_cli, smoke_args
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sai_mlflow.ultralytics_args import (MAX_PARAM_CHARS, TRUNCATED, cache_ambiguous, cache_mode, param_text,
-                                         train_imgsz)
+from sai_mlflow.ultralytics_args import MAX_PARAM_CHARS, TRUNCATED, cache_ambiguous, cache_mode, param_text, train_imgsz
 
 CACHE_VALUES = [True, False, "True", "true", 1, 0, "ram", "RAM", "disk", "Disk", None, "1", "false", "none", 2.0]
 

@@ -14,12 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+from helpers import Server
 
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink
 from sai_mlflow.tracking.spool.upload import Uploader, upload_step
-
-from helpers import Server
 
 pytestmark = pytest.mark.slow  # a real server
 KEYS = ("m0", "m1", "m2")

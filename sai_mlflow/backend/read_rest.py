@@ -21,8 +21,7 @@ import time
 from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
-from .read_api import (MAX_POINTS, Advance, BadFilter, NotFound, ReadError, Rows, RunRow, Window, ordered,
-                       sample_indices)
+from .read_api import MAX_POINTS, Advance, BadFilter, NotFound, ReadError, Rows, RunRow, Window, ordered, sample_indices
 
 log = logging.getLogger("sai_mlflow.read_rest")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .boundary import (GuardedCommand, GuardedGroup, UsageError, error_boundary,  # noqa: F401  (the one boundary)
-                       store_refusals)
+from .boundary import GuardedCommand, GuardedGroup, UsageError, error_boundary, store_refusals  # noqa: F401  (the one boundary)
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -73,8 +73,8 @@ def _args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
 def forecast_history(args: dict, tracking_uri: str | None, experiment: str | None, config_experiment: str | None):
     """Comparable runs for memory_forecast, when a store exists (preflight never creates one)."""
     from ..preflight import load_forecast_history
-    from ..ultralytics_args import train_imgsz
     from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
+    from ..ultralytics_args import train_imgsz
 
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():

@@ -52,8 +52,15 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
     json_out = _stdout_for_json_only() if fmt == "json" else None
     from ..compare.policy import PolicyError, load_policy
     from ..config import ConfigError, load_config
-    from ..probe.plan import DEFAULT_AUTO_START, DEFAULT_BATCHES, DEFAULT_MAX_PROBES, DEFAULT_VAL_BATCHES, \
-        PlanError, parse_batches, plan_devices
+    from ..probe.plan import (
+        DEFAULT_AUTO_START,
+        DEFAULT_BATCHES,
+        DEFAULT_MAX_PROBES,
+        DEFAULT_VAL_BATCHES,
+        PlanError,
+        parse_batches,
+        plan_devices,
+    )
     from ..tracking.store import make_client, resolve_experiment, resolve_tracking_uri
     from .train import _console, _run_preflight
 

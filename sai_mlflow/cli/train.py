@@ -229,8 +229,8 @@ def _run_training(args: dict, settings, findings, ctx, console):
 
     from ..errors import StoreConfigError
     from ..preflight import findings_as_tags
-    from ..trainer import Terminated, TrackedDetectionTrainer
     from ..tracking.settings import environment
+    from ..trainer import Terminated, TrackedDetectionTrainer
 
     with environment(settings):
         try:

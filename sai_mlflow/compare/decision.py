@@ -28,10 +28,31 @@ from typing import Any
 from .. import keys as K
 from .memfit import MemoryFit, fit_peak_memory
 from .reasons import (  # noqa: F401  (re-exported: the codes and checks live in the registry)
-    BATCH_CHANGED, DATA_BOUND, DOUBLE_CACHE, ENDED_BADLY, EXCLUDE, IMPLAUSIBLE, INCOMPLETE, INFO, MAP_DEGRADATION,
-    MEMORY_LEAK, MEMORY_OVER_LIMIT, MIN_LEAK_SAMPLES, NOT_COMPARABLE_CODE, REASON_CODES, REJECT, SEVERITIES,
-    TOO_SLOW, WARN, Reason, check_implausible, check_run, map_drop, memory_judgeable_before_fetch,
-    memory_slope_gib_per_hour, series_span_s,
+    BATCH_CHANGED,
+    DATA_BOUND,
+    DOUBLE_CACHE,
+    ENDED_BADLY,
+    EXCLUDE,
+    IMPLAUSIBLE,
+    INCOMPLETE,
+    INFO,
+    MAP_DEGRADATION,
+    MEMORY_LEAK,
+    MEMORY_OVER_LIMIT,
+    MIN_LEAK_SAMPLES,
+    NOT_COMPARABLE_CODE,
+    REASON_CODES,
+    REJECT,
+    SEVERITIES,
+    TOO_SLOW,
+    WARN,
+    Reason,
+    check_implausible,
+    check_run,
+    map_drop,
+    memory_judgeable_before_fetch,
+    memory_slope_gib_per_hour,
+    series_span_s,
 )
 from .record import GROUP_FIELDS, HUGE, RunRecord  # noqa: F401
 from .text import duration_text, pct  # noqa: F401

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
-
-from dataclasses import asdict, dataclass, fields
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parents[1] / "configs" / "decision.yaml"  # packaged (starters.py)
 

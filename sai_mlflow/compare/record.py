@@ -17,6 +17,7 @@ from .. import keys as K
 from ..importers.ultralytics_mapping import is_autobatch
 from ..telemetry.stats import finite
 from .text import HUGE
+
 GROUP_FIELDS = ("model", "imgsz", "dataset_digest", "gpu")
 
 

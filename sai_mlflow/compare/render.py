@@ -9,8 +9,18 @@ from typing import Any
 
 from ..keys import RUN_KIND_ULTRALYTICS
 from .decision import (
-    ACCEPTABLE, IMPLAUSIBLE, INFO, NOT_COMPARABLE, RECOMMENDED, REJECT, REJECTED, WARN, Decision, Verdict,
-    duration_text, pct,
+    ACCEPTABLE,
+    IMPLAUSIBLE,
+    INFO,
+    NOT_COMPARABLE,
+    RECOMMENDED,
+    REJECT,
+    REJECTED,
+    WARN,
+    Decision,
+    Verdict,
+    duration_text,
+    pct,
 )
 from .memfit import total_text
 from .reasons import phrase

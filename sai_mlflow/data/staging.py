@@ -26,10 +26,10 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -288,8 +288,7 @@ def _progress(enabled: bool, total_bytes: int):
     if not enabled:
         return None
     from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(
         TextColumn("[bold]staging"), BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),

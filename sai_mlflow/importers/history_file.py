@@ -15,7 +15,7 @@ import math
 import random
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,15 @@ from ..telemetry.memory import memory_points
 from ..telemetry.stats import median
 from ..telemetry.summary import SummaryInputs, compute_summary
 from ..ultralytics_args import cache_ambiguous, cache_mode, param_text
-from .ultralytics_mapping import batch_request, batch_text, is_autobatch
 from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
+from .ultralytics_mapping import batch_request, batch_text, is_autobatch
 
 FORMAT = "sai-history/1"
 # Bounds that keep an import from hanging or exhausting memory (a typo like interval_s: 1e-6 or batches: 3e8)
 MAX_BATCHES = 1_000_000
 MAX_MEMORY_SAMPLES = 1_000_000
 MIN_INTERVAL_S = 0.01
-EARLIEST_START = datetime(1970, 1, 1, tzinfo=timezone.utc)  # MLflow timestamps are ms since 1970, never negative
+EARLIEST_START = datetime(1970, 1, 1, tzinfo=UTC)  # MLflow timestamps are ms since 1970, never negative
 
 
 class _Strict(BaseModel):
@@ -148,10 +148,10 @@ class RunSpec(_Strict):
         for key in self.epochs:
             if key not in K.EPOCH_KEYS + K.GPU_ONLY_EPOCH_KEYS:
                 raise ValueError(f"epochs: unknown metric key {key!r} (use the contract's names, e.g. {K.VAL_MAP50})")
-        start = self.start if self.start.tzinfo else self.start.replace(tzinfo=timezone.utc)
+        start = self.start if self.start.tzinfo else self.start.replace(tzinfo=UTC)
         if start < EARLIEST_START:
             raise ValueError(f"start {self.start.isoformat()} is before 1970-01-01 (MLflow cannot store it)")
-        if start.timestamp() > datetime.now(timezone.utc).timestamp() + 86400:
+        if start.timestamp() > datetime.now(UTC).timestamp() + 86400:
             raise ValueError(f"start {self.start.isoformat()} is in the future")
         for what, items in (("params", self.params), ("tags", self.tags)):
             seen: dict[str, str] = {}
@@ -437,7 +437,7 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         if old is not None:
             results.append(ImportResult(old.info.run_id, spec.name, exp_name, "already imported", exp_id))
             continue
-        start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=timezone.utc)
+        start = spec.start if spec.start.tzinfo else spec.start.replace(tzinfo=UTC)
         t0 = start.timestamp()
         tags = {**_tags(spec), TAG_IMPORT_SOURCE: str(Path(path).resolve()),
                 K.TAG_DESCRIPTION: provenance.description(path, index, spec)}

@@ -26,8 +26,8 @@ from .. import keys as K
 from ..redact import redact_mapping, redacted_yaml_copy
 from ..telemetry.summary import SummaryInputs, compute_summary
 from ..ultralytics_args import param_text
-from . import ultralytics_mapping as U
 from . import TAG_IMPORT_SOURCE, ImportFailed, ImportResult, atomic_run, find_imported, fingerprint
+from . import ultralytics_mapping as U
 
 
 def read_results(path: Path) -> list[dict[str, float]]:

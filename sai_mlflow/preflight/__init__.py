@@ -17,9 +17,19 @@ import os
 from collections.abc import Callable
 
 from .args import normalise_args
-from .checks import (check_args, check_batch, check_cache_ram, check_dataset_audit, check_double_cache,
-                     check_gpu_busy, check_imgsz, check_resume, check_shm_capacity, check_tracking_writable,
-                     check_workers)
+from .checks import (
+    check_args,
+    check_batch,
+    check_cache_ram,
+    check_dataset_audit,
+    check_double_cache,
+    check_gpu_busy,
+    check_imgsz,
+    check_resume,
+    check_shm_capacity,
+    check_tracking_writable,
+    check_workers,
+)
 from .finding import LEVELS, Finding, findings_as_tags, has_errors
 from .forecast import ForecastRecord, check_memory_forecast, load_forecast_history
 from .host import GpuInfo, HostInfo

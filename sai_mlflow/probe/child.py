@@ -21,7 +21,6 @@ from ultralytics.utils import RANK
 
 from ..trainer import TrackedDetectionTrainer
 
-
 ENV_PROBE_SPEC = "SAI_MLFLOW_PROBE_SPEC"  # a DDP probe: rank 0 (which holds the tracker) re-projects the summary
 
 

@@ -27,8 +27,18 @@ from pathlib import Path
 from .. import keys as K
 from ..compare.decision import Decision, decide
 from ..compare.memfit import MemoryFit
-from .plan import DEFAULT_AUTO_START, DEFAULT_BATCHES, DEFAULT_MAX_PROBES, DEFAULT_VAL_BATCHES, Point, Step, \
-    forecast, forecast_batches, next_auto, subset_sizes
+from .plan import (
+    DEFAULT_AUTO_START,
+    DEFAULT_BATCHES,
+    DEFAULT_MAX_PROBES,
+    DEFAULT_VAL_BATCHES,
+    Point,
+    Step,
+    forecast,
+    forecast_batches,
+    next_auto,
+    subset_sizes,
+)
 from .stop import stop_group
 from .subset import make_subset
 

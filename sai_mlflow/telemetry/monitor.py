@@ -32,7 +32,7 @@ class MemoryMonitor:
         self._report = report
         self._failed = False  # reported once: a sampler that keeps failing must not flood the log
 
-    def start(self) -> "MemoryMonitor":
+    def start(self) -> MemoryMonitor:
         self.sample()
         self._thread.start()
         return self

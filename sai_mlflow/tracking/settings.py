@@ -57,12 +57,12 @@ class TrackingSettings(TrackingSection):
     policy_file: str = ""           # the guard's policy (else configs/decision.yaml)
 
     @classmethod
-    def from_config(cls, section: TrackingSection, **run) -> "TrackingSettings":
+    def from_config(cls, section: TrackingSection, **run) -> TrackingSettings:
         """A config's validated `tracking:` section plus the run's fields (tracking_uri=…, stage=…)."""
         return cls(**section.model_dump(), **run)
 
     @classmethod
-    def from_env(cls) -> "TrackingSettings":
+    def from_env(cls) -> TrackingSettings:
         """`SAI_MLFLOW_SETTINGS` when set, else the library path's single variables; raises SettingsError."""
         raw = os.environ.get(ENV_SETTINGS)
         if raw:

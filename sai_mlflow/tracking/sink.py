@@ -24,7 +24,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.metrics) + len(self.params) + len(self.tags)
 
-    def extend(self, other: "Batch") -> None:
+    def extend(self, other: Batch) -> None:
         self.metrics.extend(other.metrics)
         self.params.update(other.params)
         self.tags.update(other.tags)

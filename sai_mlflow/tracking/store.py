@@ -246,8 +246,8 @@ def _classify_db_error(shown: str, message: str) -> Exception:
 
 def _check_http_login(uri: str, timeout_s: float) -> None:
     """One authenticated read, with MLflow's own credentials (MLFLOW_TRACKING_USERNAME/PASSWORD, token)."""
-    from mlflow.utils.rest_utils import http_request
     from mlflow.tracking._tracking_service.utils import _get_store
+    from mlflow.utils.rest_utils import http_request
 
     try:
         creds = _get_store(uri).get_host_creds()

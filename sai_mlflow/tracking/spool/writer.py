@@ -14,7 +14,7 @@ import os
 import weakref
 from pathlib import Path
 
-_held: "weakref.WeakSet" = weakref.WeakSet()  # Spools whose writer lock this process holds
+_held: weakref.WeakSet = weakref.WeakSet()  # Spools whose writer lock this process holds
 
 
 def _stat_fields(pid: int) -> list[str] | None:
