@@ -154,3 +154,13 @@ def test_mlflow_is_imported_only_in_its_room():
     outside = {m for m, p in MODULES.items()
                if _imports_mlflow(p) and not any(m == r or m.startswith(r + ".") for r in MLFLOW_ROOM)}
     assert outside <= KNOWN_MLFLOW, f"mlflow imported outside backend/: {sorted(outside - KNOWN_MLFLOW)}"
+
+
+def test_readme_layout_table_names_every_room():
+    """The README's layout table is the map: every top-level module and package of sai_mlflow is on it."""
+    readme = (PKG.parent / "README.md").read_text()
+    table = readme[readme.index("## Layout"):readme.index("## Tests")]
+    rooms = sorted(p.name for p in PKG.iterdir()
+                   if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").is_file()))
+    missing = [r for r in rooms if f"`sai_mlflow/{r}" not in table]
+    assert missing == [], f"README's layout table does not name: {missing}"
