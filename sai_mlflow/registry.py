@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 
 from . import keys as K
 from .backend import is_store_error
+from .compare.text import with_lead_note
 from .telemetry.stats import finite
 from .tracking.mlflow_errors import is_already_exists, is_not_found
 
@@ -425,10 +426,7 @@ ALIAS_NOTE = "**Alias:**"
 
 def with_alias_note(description: str | None, line: str) -> str:
     """Pure: the alias note as the first paragraph (a previous note replaced), the promotion record below."""
-    rest = description or ""
-    if rest.startswith(ALIAS_NOTE):
-        rest = rest.split("\n\n", 1)[1] if "\n\n" in rest else ""
-    return f"{ALIAS_NOTE} {line}" + (f"\n\n{rest}" if rest else "")
+    return with_lead_note(description, ALIAS_NOTE, line)
 
 
 def mark_alias_moved(client, model_name: str, alias: str, *, lost: str, gained: str, when: str, how: str) -> None:

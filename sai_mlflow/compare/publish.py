@@ -19,16 +19,14 @@ from .. import keys as K
 from ..ui_links import RELATIVE, run_url
 from . import render
 from .decision import Decision
+from .text import with_lead_note
 
 VERDICT_MARK = "**compare-runs verdict:**"
 
 
 def with_verdict(existing: str | None, line: str) -> str:
     """Pure: the verdict paragraph first, then the old description (a previous verdict is replaced)."""
-    rest = existing or ""
-    if rest.startswith(VERDICT_MARK):
-        rest = rest.split("\n\n", 1)[1] if "\n\n" in rest else ""
-    return f"{VERDICT_MARK} {line}" + (f"\n\n{rest}" if rest else "")
+    return with_lead_note(existing, VERDICT_MARK, line)
 
 
 def links_md(d: Decision, ui: str = RELATIVE) -> str:

@@ -54,3 +54,12 @@ def cell(x, fmt: str) -> str:
 def epochs_text(window) -> str:
     a, b = window
     return f"epoch {a}" if a == b else f"epochs {a}–{b}"
+
+
+def with_lead_note(description: str | None, mark: str, line: str) -> str:
+    """Pure: `mark line` as a description's first paragraph, a previous one with the same mark replaced and
+    the rest kept below (the verdict on a run, the alias note on a model version)."""
+    rest = description or ""
+    if rest.startswith(mark):
+        rest = rest.split("\n\n", 1)[1] if "\n\n" in rest else ""
+    return f"{mark} {line}" + (f"\n\n{rest}" if rest else "")
