@@ -53,6 +53,8 @@ class Server:
         self.app_name = app_name
         self.admin_password = admin_password
         self.extra_args, self.env = tuple(extra_args), dict(env or {})
+        self.mlflow: list[str] = [MLFLOW]  # the `mlflow` command (another version: its venv's python -m mlflow)
+        self.drop_env: tuple[str, ...] = ()
 
     def login_uri(self, user: str | None = "admin", password: str | None = None) -> str:
         """The server's URI with `user:password@` in it (MLflow's client accepts that form); None: no login."""
@@ -69,9 +71,11 @@ class Server:
     def start(self, timeout: float = 120) -> None:
         env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
                **(self._auth_env() if self.app_name == "basic-auth" else {}), **self.env}
+        for name in self.drop_env:
+            env.pop(name, None)
         app = ["--app-name", self.app_name] if self.app_name else []
         self.proc = subprocess.Popen(
-            [MLFLOW, "server", *app, "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
+            [*self.mlflow, "server", *app, "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
              "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
              "--host", "127.0.0.1", "--port", str(self.port), *self.extra_args],
             stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from helpers import Server
@@ -46,20 +44,8 @@ class VersionServer(Server):
     def __init__(self, workdir: Path, python: Path) -> None:
         super().__init__(workdir)
         self.python = python
+        self.mlflow = [str(python), "-m", "mlflow"]
+        self.drop_env = ("PYTHONPATH",)  # the server imports its own MLflow, never this tree's packages
 
     def start(self, timeout: float = 180) -> None:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        env.pop("PYTHONPATH", None)  # the server imports its own MLflow, never this tree's packages
-        self.proc = subprocess.Popen(
-            [str(self.python), "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{self.dir / 'mlflow.db'}",
-             "--default-artifact-root", str(self.dir / "artifacts"), "--workers", "1",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=open(self.dir / "server.log", "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("mlflow server did not start: " + (self.dir / "server.log").read_text()[-2000:])
+        super().start(timeout)
