@@ -119,8 +119,10 @@ def main() -> None:
     print(f"audit_no_headers {out['audit_no_headers']['s']} s")
     for k in ("copy_small", "copy_big"):
         v = out[k]
-        print(f"{v['tree']:5s} tree {v['files']} files {v['mib']} MiB: stage {v['stage_s']} s ({v['stage_mib_s']} MiB/s, "
-              f"{v['stage_files_s']} files/s), again {v['stage_again_s']} s; cp -r {v['cp_s']} s ({v['cp_mib_s']} MiB/s, "
+        print(f"{v['tree']:5s} tree {v['files']} files {v['mib']} MiB: "
+              f"stage {v['stage_s']} s ({v['stage_mib_s']} MiB/s, "
+              f"{v['stage_files_s']} files/s), again {v['stage_again_s']} s; "
+              f"cp -r {v['cp_s']} s ({v['cp_mib_s']} MiB/s, "
               f"{v['cp_files_s']} files/s); stage/cp = {v['stage_over_cp']}x")
 
 

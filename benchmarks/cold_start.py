@@ -100,7 +100,8 @@ def main() -> None:
                 print(f"  identical JSON, this tree and baseline: "
                       f"{outs['compare-runs (this tree)'] == outs['compare-runs (baseline)']}")
                 if name == "sqlite":
-                    t, b = (statistics.median(times[f'sai-mlflow train --help ({w})']) for w in ("this tree", "baseline"))
+                    t, b = (statistics.median(times[f'sai-mlflow train --help ({w})'])
+                            for w in ("this tree", "baseline"))
                     print(f"  sai-mlflow train start-up (--help): {t:.2f} s, baseline {b:.2f} s ({t / b:.2f}x)")
     finally:
         if cluster is not None:

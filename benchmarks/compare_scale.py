@@ -254,7 +254,7 @@ def main() -> None:
     sqlite_uri = f"sqlite:///{db}"
     paths = [("direct sqlite", sqlite_uri)] + ([("direct " + a.tracking_uri.split(":")[0], a.tracking_uri)]
                                                if a.tracking_uri else [])
-    for name, uri in paths:
+    for _name, uri in paths:
         if (uri == sqlite_uri and db.exists()) or (uri != sqlite_uri and built(uri)):
             continue
         print(f"building {a.runs} runs into {uri} ...", flush=True)
@@ -272,7 +272,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name, _ in paths}
     outputs, codes = {}, {}
     try:
-        for name, uri in paths:  # one untimed call each: page caches warm for every path alike
+        for _name, uri in paths:  # one untimed call each: page caches warm for every path alike
             time_compare(uri)
         for _ in range(max(1, a.repeat)):
             order = list(paths)

@@ -73,7 +73,8 @@ def main() -> int:
         nan = float("nan")
         print(f"{run.info.run_name:<9} {devices:>7} {t.get(K.TAG_BATCH_SIZE_EFFECTIVE):>5} "
               f"{m.get(K.SUMMARY_PEAK_GIB, nan):>18.2f} {per_device:<28} "
-              f"{m.get(K.SUMMARY_STEP_S_STEADY, nan):>8.3f} {m.get(K.SUMMARY_IMAGES_PER_S, nan):>7.1f} {t.get(K.TAG_GPU)}")
+              f"{m.get(K.SUMMARY_STEP_S_STEADY, nan):>8.3f} {m.get(K.SUMMARY_IMAGES_PER_S, nan):>7.1f} "
+              f"{t.get(K.TAG_GPU)}")
     if peaks.get(1) and peaks.get(2):
         print(f"2-GPU peak per device / 1-GPU peak at the same per-device batch: {peaks[2] / peaks[1]:.3f}")
     print(f"(store: {uri})")

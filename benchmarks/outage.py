@@ -41,17 +41,17 @@ if mode == "sai":
     sink = SpoolingSink(client, run_id, root=spool, report=lambda m: print(m, flush=True))
     pub = Publisher(sink, [], interval_s=5.0, report=lambda m: print(m, flush=True)).start()
     def call(i, ts):
-        pub.put(Batch(metrics=[(k, float(i), ts, i) for k in %(keys)r]))
+        pub.put(Batch(metrics=[(k, float(i), ts, i) for k in __KEYS__]))
 else:
     def call(i, ts):
-        client.log_batch(run_id, metrics=[Metric(k, float(i), ts, i) for k in %(keys)r], synchronous=False)
+        client.log_batch(run_id, metrics=[Metric(k, float(i), ts, i) for k in __KEYS__], synchronous=False)
 lat, i, rec_i, rec_t = [], 0, None, None
 t0 = time.monotonic(); nxt = t0
 while time.monotonic() - t0 < duration:
     ts = int(time.time() * 1000)
     a = time.perf_counter_ns(); call(i, ts); lat.append(time.perf_counter_ns() - a)
     i += 1
-    if rec_i is None and i %% 10 == 0 and os.path.exists(marker):
+    if rec_i is None and i % 10 == 0 and os.path.exists(marker):
         rec_i, rec_t = i, time.time()
     nxt += 0.02
     time.sleep(max(0.0, nxt - time.monotonic()))
@@ -70,7 +70,7 @@ else:
 res["close_s"] = time.monotonic() - t
 json.dump(res, open(out, "w"))
 os._exit(0)
-""" % {"keys": KEYS}
+""".replace("__KEYS__", repr(KEYS))
 
 
 def free_port() -> int:
@@ -168,12 +168,14 @@ def main():
                      "upload_points_per_s": (res["uploaded"] / res["busy_s"]) if res.get("busy_s") else None,
                      "close_s": res["close_s"]})
     print(json.dumps({"duration_s": a.duration, "outage_s": round(outage, 1), "rows": rows}, indent=1))
-    print("\n| mode | p50 µs | p99 µs | max µs | points sent | lost | drain after recovery s | drain rate pts/s | req/s | upload pts/s while sending | close s |")
+    print("\n| mode | p50 µs | p99 µs | max µs | points sent | lost | drain after recovery s | drain rate pts/s "
+          "| req/s | upload pts/s while sending | close s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     f = lambda v, n=1: "—" if v is None else f"{v:.{n}f}"
     for r in rows:
         print(f"| {r['mode']} | {f(r['p50_us'])} | {f(r['p99_us'])} | {f(r['max_us'])} | {r['points_sent']} | "
-              f"{r['points_lost']} | {f(r['drain_s'])} | {f(r['drain_points_per_s'], 0)} | {f(r['requests_per_s'], 2)} | {f(r['upload_points_per_s'], 0)} | "
+              f"{r['points_lost']} | {f(r['drain_s'])} | {f(r['drain_points_per_s'], 0)} | "
+              f"{f(r['requests_per_s'], 2)} | {f(r['upload_points_per_s'], 0)} | "
               f"{f(r['close_s'])} |")
     srv.kill()
 

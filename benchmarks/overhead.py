@@ -32,7 +32,7 @@ def count_syncs(trainer, counter: list[int]) -> None:
     """Wrap every sai hook so CUDA syncs it triggers are counted (torch sync debug mode 'warn')."""
     import warnings
 
-    for event, fns in trainer.callbacks.items():
+    for _event, fns in trainer.callbacks.items():
         for i, fn in enumerate(fns):
             if getattr(fn, "__module__", "") != tr.__name__:
                 continue
@@ -46,7 +46,8 @@ def count_syncs(trainer, counter: list[int]) -> None:
             fns[i] = wrapped
 
 
-def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None, syncs: list[int] | None = None) -> list[float]:
+def batch_times(trainer_cls, overrides, hook_cost: list[float] | None = None,
+                syncs: list[int] | None = None) -> list[float]:
     ends: list[float] = []
     t = trainer_cls(overrides=overrides)
     t.callbacks = {k: [f for f in v if getattr(f, "__module__", "") != tr.ULTRALYTICS_MLFLOW_MODULE]
@@ -162,7 +163,8 @@ def main() -> None:
         return hook_us[min(len(hook_us) - 1, int(q * len(hook_us)))]
 
     print("\n| figure | value |\n|---|---|")
-    print(f"| system metrics in our arm (every {a.system_interval:g} s) | {'n/a: A/A, both arms plain' if a.aa else a.system_metrics} |")
+    print(f"| system metrics in our arm (every {a.system_interval:g} s) | "
+          f"{'n/a: A/A, both arms plain' if a.aa else a.system_metrics} |")
     print(f"| steady s/batch, plain (median of {a.pairs}) | {statistics.median(plain):.4f} |")
     print(f"| steady s/batch, sai_mlflow (median of {a.pairs}) | {statistics.median(ours):.4f} |")
     print(f"| median per-pair ratio ours/plain (goal <= 1.01 on CPU) | {statistics.median(ratios):.4f} |")
@@ -178,7 +180,8 @@ def main() -> None:
         print(f"| memory peak ({'NVML' if cuda else 'RSS'}), GiB | {m.get('summary/peak_gib', float('nan')):.2f} |")
         print(f"| system/* metrics logged in the last run | {sum(k.startswith('system/') for k in m)} |")
         if cuda:
-            print(f"| torch reserved peak (last epoch), GiB | {m.get('epoch/torch_reserved_peak_gib', float('nan')):.2f} |")
+            print(f"| torch reserved peak (last epoch), GiB | "
+                  f"{m.get('epoch/torch_reserved_peak_gib', float('nan')):.2f} |")
             print(f"| GPU syncs triggered inside sai hooks | {syncs[0]} |")
 
 

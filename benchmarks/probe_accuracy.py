@@ -45,7 +45,8 @@ def main() -> int:
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--size", default="320x320", help="synthetic image WIDTHxHEIGHT")
     ap.add_argument("--train", type=int, default=96, help="synthetic train images")
-    ap.add_argument("--val", type=int, default=64, help="synthetic val images (>= 2 x measure, so validation batches are full)")
+    ap.add_argument("--val", type=int, default=64,
+                    help="synthetic val images (>= 2 x measure, so validation batches are full)")
     ap.add_argument("--probes", default="4,8")
     ap.add_argument("--measure", type=int, default=16)
     ap.add_argument("--probe-batches", type=int, default=12)
@@ -87,7 +88,8 @@ def main() -> int:
         m = client.get_run(run["run_id"]).data.metrics
         probes.append({"batch": run["batch_size_effective"], "peak": run["peak_gib"], "train": run["train_peak_gib"],
                        "val": run["val_peak_gib"], "step_s": run["step_s_steady"],
-                       "batches": math.ceil(min(args.train, run["batch_size"] * args.probe_batches) / run["batch_size"]),
+                       "batches": math.ceil(min(args.train, run["batch_size"] * args.probe_batches)
+                                            / run["batch_size"]),
                        "warmup": m.get(K.SUMMARY_WARMUP_BATCHES, 0.0)})
     fit = fit_peak_memory([(p["batch"], p["peak"]) for p in probes])
     # the wall time of each probe process, from its run's start and end
@@ -177,8 +179,10 @@ def autobatch(args, tmp: Path, env: dict, uri: str, client, probes: list, fit) -
     m, t = run.data.metrics, run.data.tags
     chosen = int(t[K.TAG_BATCH_SIZE_EFFECTIVE])
     print(f"AutoBatch (batch=-1): chose batch {chosen}; measured peak {m[K.SUMMARY_PEAK_GIB]:.3f} GiB "
-          f"(train {m.get(K.EPOCH_TRAIN_PEAK_GIB, float('nan')):.3f}, validation {m.get(K.EPOCH_VAL_PEAK_GIB, float('nan')):.3f}) "
-          f"of {m.get(K.SUMMARY_TOTAL_GIB, float('nan')):.1f} GiB = {100 * m.get(K.SUMMARY_PEAK_FRACTION, float('nan')):.1f} %; "
+          f"(train {m.get(K.EPOCH_TRAIN_PEAK_GIB, float('nan')):.3f}, "
+          f"validation {m.get(K.EPOCH_VAL_PEAK_GIB, float('nan')):.3f}) "
+          f"of {m.get(K.SUMMARY_TOTAL_GIB, float('nan')):.1f} GiB = "
+          f"{100 * m.get(K.SUMMARY_PEAK_FRACTION, float('nan')):.1f} %; "
           f"the probes' fit forecast {fit.predict(chosen):.3f} GiB for it")
 
 

@@ -65,10 +65,10 @@ def main() -> None:
     for n in a.runs:
         recs = records(n)
         d = decide(recs, policy)
-        t_dec = timed(lambda: decide(recs, policy), a.repeat)
-        t_tab = timed(lambda: render.render_table(d, Console(file=io.StringIO(), width=180)), a.repeat)
-        t_md = timed(lambda: render.to_markdown(d), a.repeat)
-        t_js = timed(lambda: render.to_json(d), a.repeat)
+        t_dec = timed(lambda recs=recs: decide(recs, policy), a.repeat)
+        t_tab = timed(lambda d=d: render.render_table(d, Console(file=io.StringIO(), width=180)), a.repeat)
+        t_md = timed(lambda d=d: render.to_markdown(d), a.repeat)
+        t_js = timed(lambda d=d: render.to_json(d), a.repeat)
         print(f"{n:>7} {t_dec:>9.2f} {t_tab:>9.2f} {t_md:>11.2f} {t_js:>8.2f} {t_tab / n * 1e6:>17.0f}")
 
 

@@ -149,12 +149,14 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         elif key in ("tracking", "synthetic", "guard"):
             doc[key] = value  # a whole section: null to drop it, or a {mapping}
         elif key in TrainConfig.model_fields and key not in ("train", "source"):
-            doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()  # our own top-level keys are text
+            # our own top-level keys are text
+            doc[key] = None if raw.strip().lower() in ("null", "none", "~") else raw.strip()
         elif key in defaults:
             check_given(key, raw)
             doc.setdefault("train", {})[key] = value
         else:
-            raise ConfigError(f"--set {key}: unknown key{closest(key, list(defaults) + list(TrainConfig.model_fields))}")
+            raise ConfigError(f"--set {key}: unknown key"
+                              f"{closest(key, list(defaults) + list(TrainConfig.model_fields))}")
     return doc
 
 
@@ -217,7 +219,8 @@ def _format_validation(e: ValidationError) -> str:
             for p in err["loc"][:-1]:
                 ann = parent.model_fields.get(str(p))
                 parent = getattr(ann, "annotation", None) if ann else None
-                parent = next((a for a in getattr(parent, "__args__", (parent,)) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+                parent = next((a for a in getattr(parent, "__args__", (parent,))
+                               if isinstance(a, type) and issubclass(a, BaseModel)), None)
                 if parent is None:
                     break
             options = parent.model_fields if parent else {}
@@ -227,7 +230,8 @@ def _format_validation(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, check_data: bool = True) -> TrainConfig:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                check_data: bool = True) -> TrainConfig:
     """Load, override, validate. Raises ConfigError with one clear message."""
     doc: dict[str, Any] = {}
     if path is not None:
@@ -246,5 +250,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if check_data:
         data = Path(str(cfg.train["data"])).expanduser()
         if not data.exists() and cfg.synthetic is None:
-            raise ConfigError(f"train.data: {data} does not exist (make one with `sai-mlflow make-synthetic`, or fix the path)")
+            raise ConfigError(f"train.data: {data} does not exist "
+                              "(make one with `sai-mlflow make-synthetic`, or fix the path)")
     return cfg

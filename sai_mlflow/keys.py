@@ -50,7 +50,8 @@ RUN_KIND_TRAIN = "train"
 RUN_KIND_PROBE = "probe"
 RUN_KIND_PROBE_SESSION = "probe_session"
 RUN_KIND_ULTRALYTICS = "ultralytics"  # shown (never written) for runs logged by Ultralytics' own MLflow callback
-RUN_KINDS = (RUN_KIND_TRAIN, RUN_KIND_PROBE, RUN_KIND_PROBE_SESSION, "import", "replay", "decision", RUN_KIND_ULTRALYTICS)
+RUN_KINDS = (RUN_KIND_TRAIN, RUN_KIND_PROBE, RUN_KIND_PROBE_SESSION, "import", "replay", "decision",
+             RUN_KIND_ULTRALYTICS)
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag: a probe under its session
 MEMORY_SOURCES = ("nvml", "rss")
 

@@ -99,14 +99,17 @@ def summary_markdown(facts: RunFacts, decision) -> str:
     eta = s.get(K.SUMMARY_ETA_FULL_S)
     rows = [
         ("batch (requested / effective)", f"{facts.batch_size} / {facts.batch_size_effective}"),
-        ("steady speed", f(K.SUMMARY_STEP_S_STEADY, ".3f", " s/batch") + " (p90 " + f(K.SUMMARY_STEP_S_P90, ".3f", " s") + ")"),
+        ("steady speed",
+         f(K.SUMMARY_STEP_S_STEADY, ".3f", " s/batch") + " (p90 " + f(K.SUMMARY_STEP_S_P90, ".3f", " s") + ")"),
         ("warm-up batches (excluded from speed)", f(K.SUMMARY_WARMUP_BATCHES, ".0f")),
         ("throughput", f(K.SUMMARY_IMAGES_PER_S, ".1f", " images/s")),
         ("data-wait share", f(K.SUMMARY_DATA_WAIT_FRACTION, ".1f", " %", 100)),
         (f"peak memory ({facts.memory_source})", f(K.SUMMARY_PEAK_GIB, ".2f", " GiB") + " of "
          + f(K.SUMMARY_TOTAL_GIB, ".1f", " GiB") + " = " + f(K.SUMMARY_PEAK_FRACTION, ".1f", " %", 100)),
-        ("best mAP50 / mAP50-95", f(K.SUMMARY_BEST_MAP50, ".1f", " %", 100) + " / " + f(K.SUMMARY_BEST_MAP50_95, ".1f", " %", 100)),
-        ("epochs completed / planned", f(K.SUMMARY_EPOCHS_COMPLETED, ".0f") + " / " + f(K.SUMMARY_EPOCHS_PLANNED, ".0f")),
+        ("best mAP50 / mAP50-95",
+         f(K.SUMMARY_BEST_MAP50, ".1f", " %", 100) + " / " + f(K.SUMMARY_BEST_MAP50_95, ".1f", " %", 100)),
+        ("epochs completed / planned",
+         f(K.SUMMARY_EPOCHS_COMPLETED, ".0f") + " / " + f(K.SUMMARY_EPOCHS_PLANNED, ".0f")),
         ("batches per epoch", f(K.SUMMARY_BATCHES_PER_EPOCH, ".0f")),
         ("projected time for all planned epochs", "—" if eta is None else f"{duration_text(eta)} ({eta / 3600:.2f} h)"),
     ]
@@ -118,7 +121,8 @@ def summary_markdown(facts: RunFacts, decision) -> str:
            "## Policy, this run alone", "",
            *(judged or ["- no reject or warn reason (speed is only judged against other runs: `compare-runs`)"]),
            *(["", "Not judged:", *unjudged] if unjudged else []), "",
-           f"Plot: `{K.ARTIFACT_RUN_PLOT}`; memory timeline: `{K.ARTIFACT_MEMORY_TIMELINE}`; per batch: `batch_timings.csv`.", ""]
+           f"Plot: `{K.ARTIFACT_RUN_PLOT}`; memory timeline: `{K.ARTIFACT_MEMORY_TIMELINE}`; "
+           "per batch: `batch_timings.csv`.", ""]
     return "\n".join(out)
 
 

@@ -70,7 +70,8 @@ class RunTracker:
         self._window_cursor = 0
         self.mem_offset = 0
         self.setup_tags: dict[str, str] = {}
-        self.limit_fraction = memory_limit_fraction(self.settings.policy_file)  # drawn as memory/limit_gib: the limit compare-runs judges by
+        # drawn as memory/limit_gib: the limit compare-runs judges by
+        self.limit_fraction = memory_limit_fraction(self.settings.policy_file)
         system_offset = 0
         if sink is not None:  # tests: an in-memory sink, no store
             self.client, self.run_id, self.sink, self.experiment_id = None, "", sink, ""

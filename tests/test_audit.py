@@ -109,7 +109,8 @@ def test_missing_yaml_and_split(tmp_path, data):
 def _fs_type(path) -> str:
     import subprocess
 
-    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm") or _fs_type("/dev/shm") != "tmpfs", reason="no tmpfs at /dev/shm")

@@ -204,7 +204,8 @@ def test_incomplete_failed_and_missing_summary(sqlite_uri, client):
     log_run(client, "ok")
     _, obj = judge(sqlite_uri, "--experiment", EXP)
     runs = by_name(obj)
-    assert codes(runs["failed"], "reject") == ["incomplete"] and "FAILED" in reason(runs["failed"], "incomplete")["message"]
+    assert (codes(runs["failed"], "reject") == ["incomplete"]
+            and "FAILED" in reason(runs["failed"], "incomplete")["message"])
     assert codes(runs["nosummary"], "reject") == ["incomplete"]
     assert runs["ok"]["verdict"] == "recommended"
 

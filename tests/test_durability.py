@@ -119,7 +119,8 @@ def _as_admin(server, method, path, body):
 def test_credentials_rotated_mid_run_lose_nothing(auth_server, tmp_path, monkeypatch):
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    _as_admin(auth_server, "POST", "/api/2.0/mlflow/users/create", {"username": "trainer", "password": "old-Password-9a!"})
+    _as_admin(auth_server, "POST", "/api/2.0/mlflow/users/create",
+              {"username": "trainer", "password": "old-Password-9a!"})
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "trainer")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "old-Password-9a!")
     client = make_client(auth_server.uri)
@@ -224,7 +225,8 @@ def test_sigkill_loses_only_what_was_not_yet_spooled(tmp_path, synthetic_data):
     import sys
 
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri, "SAI_MLFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+    env = {**os.environ, "YOLO_OFFLINE": "1", "MLFLOW_TRACKING_URI": uri,
+           "SAI_MLFLOW_SPOOL_DIR": str(tmp_path / "spool"),
            "SAI_MLFLOW_LOG_MODEL": "0", "SAI_MLFLOW_PUBLISH_INTERVAL_S": "5"}
     env.pop("SAI_MLFLOW_MEMORY_INTERVAL_S", None)
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(synthetic_data), str(tmp_path / "runs"),

@@ -311,7 +311,8 @@ def test_a_crashing_check_becomes_a_finding(disk_data, monkeypatch):
 def test_findings_serialise_and_tag(disk_data):
     findings = run_checks(PreflightContext(args=base_args(disk_data, imgsz=[1440, 808]), host=host()))
     json.dumps([f.to_dict() for f in findings])
-    tags = findings_as_tags(findings + [Finding("warning", "check_failed", "a"), Finding("warning", "check_failed", "b")])
+    tags = findings_as_tags(findings + [Finding("warning", "check_failed", "a"),
+                                        Finding("warning", "check_failed", "b")])
     assert tags["preflight.imgsz_coerced"].startswith("warning: ")
     assert {"preflight.check_failed", "preflight.check_failed.2"} <= set(tags)
     assert all(K.is_valid_key(k) for k in tags)

@@ -41,7 +41,8 @@ def _env(uri: str, **extra) -> dict:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """(uri, client, trained run id, a val image path): a real CPU training whose best.pt is logged as a pyfunc model."""
+    """(uri, client, trained run id, a val image path): a real CPU training whose best.pt is logged
+    as a pyfunc model."""
     from sai_mlflow.data.synthetic import SyntheticSpec, generate
     from sai_mlflow.model import log_detector_model
     from sai_mlflow.tracking.store import make_client
@@ -265,7 +266,8 @@ def test_memory_over_the_limit_fails_the_gate_and_the_comparator(gated):
 
     uri, client, holder = gated
     rid = clone_run(client, holder, metrics={**GOOD, K.SUMMARY_PEAK_FRACTION: 0.95})
-    assert registry.evaluate(client, rid, GATE_MODEL, "champion", load_policy()).failed == ["comparator", "memory_fraction"]
+    assert (registry.evaluate(client, rid, GATE_MODEL, "champion", load_policy()).failed
+            == ["comparator", "memory_fraction"])
 
 
 def test_dataset_change_can_be_allowed_and_min_improvement_comes_from_the_policy(gated, tmp_path):

@@ -140,13 +140,15 @@ _values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(_weird, _values, st.one_of(st.integers(), st.none()), st.one_of(st.integers(), st.floats(), st.none())), max_size=20),
-       st.dictionaries(_weird.filter(lambda k: k is not None and not isinstance(k, int)) , st.one_of(st.text(max_size=7000), st.integers(), st.none()), max_size=5))
+@given(st.lists(st.tuples(_weird, _values, st.one_of(st.integers(), st.none()),
+                          st.one_of(st.integers(), st.floats(), st.none())), max_size=20),
+       st.dictionaries(_weird.filter(lambda k: k is not None and not isinstance(k, int)),
+                       st.one_of(st.text(max_size=7000), st.integers(), st.none()), max_size=5))
 def test_fuzzed_keys_and_values_never_raise_and_keys_are_valid(tmp_path, metrics, params):
     from mlflow.utils.validation import _validate_metric_name, _validate_param_name
 
     c = clean_batch(Batch(metrics=list(metrics), params=dict(params), tags=dict(params)))
-    for k, v, ts, step in c.metrics:
+    for k, v, ts, _step in c.metrics:
         _validate_metric_name(k)
         assert isinstance(v, float) and ts >= 0
     for k, v in list(c.params.items()) + list(c.tags.items()):

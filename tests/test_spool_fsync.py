@@ -31,7 +31,8 @@ def _traced(tmp_path, fsync: bool) -> list[str]:
         pytest.skip("strace is not installed (scripts/test.sh installs it with apt-get)")
     trace = tmp_path / "strace.txt"
     proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,write,fsync,fdatasync", "-s", "48",
-                           "-o", str(trace), sys.executable, "-c", CHILD, str(tmp_path / "spool"), "1" if fsync else "0"],
+                           "-o", str(trace), sys.executable, "-c", CHILD, str(tmp_path / "spool"),
+                           "1" if fsync else "0"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     if "ptrace" in proc.stderr.lower() and "not permitted" in proc.stderr.lower():
         pytest.skip(f"strace may not trace here: {proc.stderr.strip()[:200]}")

@@ -15,7 +15,8 @@ def test_redaction_drops_uri_passwords_and_mlflow_password(monkeypatch):
             "sent hunter2-xyz; sqlite:////tmp/a.db stays")
     out = redact_text(text)
     assert "s3cr" not in out and ":pw@" not in out and "hunter2-xyz" not in out
-    assert "postgresql+psycopg://alice:***redacted***@db:5432/mlflow" in out and "http://bob:***redacted***@h:5000/" in out
+    assert ("postgresql+psycopg://alice:***redacted***@db:5432/mlflow" in out
+            and "http://bob:***redacted***@h:5000/" in out)
     assert "sqlite:////tmp/a.db" in out
 
 

@@ -79,7 +79,8 @@ def assert_nothing_leaked(secrets: list[str], client, texts: list[str], dirs: li
             scan(f"run {run.info.run_id} params", json.dumps(run.data.params))
             scan(f"run {run.info.run_id} tags", json.dumps(run.data.tags))
             if client.list_artifacts(run.info.run_id):
-                local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, tracking_uri=client.tracking_uri,
+                local = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                                 tracking_uri=client.tracking_uri,
                                                                  dst_path=str(dest / run.info.run_id)))
                 dirs.append(local)
     for mv in client.search_model_versions():
@@ -219,7 +220,8 @@ def team(tmp_path_factory):
         from mlflow.server.auth.client import AuthServiceClient
 
         # this process (the tests' own MlflowClient) is the admin; commands get their credentials explicitly
-        os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD=exports["MLFLOW_TRACKING_PASSWORD"])
+        os.environ.update(MLFLOW_TRACKING_USERNAME="admin",
+                          MLFLOW_TRACKING_PASSWORD=exports["MLFLOW_TRACKING_PASSWORD"])
         AuthServiceClient(exports["MLFLOW_TRACKING_URI"]).create_user("bob", BOB_PASSWORD)
         yield {"env": exports, "uri": exports["MLFLOW_TRACKING_URI"], "script": script, "script_env": env,
                "secrets": [secrets["PG_PASSWORD"], exports["MLFLOW_TRACKING_PASSWORD"], BOB_PASSWORD],
@@ -278,7 +280,8 @@ def test_team_server_sixteen_trainings_compare_promote_permissions_sync_and_no_l
         extra = (["--set", "tracking.final_flush_timeout_s=300"] if i == 0
                  else ["--set", "tracking.log_model=false", "--set", "tracking.final_flush_timeout_s=120"])
         args = tiny_train(tmp_path, tiny_data, *extra, "--set", f"name=t{i}", "--experiment", "team16")
-        procs.append(subprocess.Popen([sys.executable, "-m", "sai_mlflow.cli", *args], cwd=tmp_path, env={**base, **creds},
+        procs.append(subprocess.Popen([sys.executable, "-m", "sai_mlflow.cli", *args], cwd=tmp_path,
+                                      env={**base, **creds},
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     # beside them, one training during an outage (nothing listens on its URI): spooled, synced below
     dead = f"http://127.0.0.1:{free_port()}"
@@ -301,7 +304,8 @@ def test_team_server_sixteen_trainings_compare_promote_permissions_sync_and_no_l
     assert exp.artifact_location.startswith("mlflow-artifacts:")  # proxied: teammates reach them
 
     env = {**creds}
-    bad = out.add(run_cli("sync", "--tracking-uri", uri, cwd=tmp_path, env={**env, "MLFLOW_TRACKING_PASSWORD": "not-it"}))
+    bad = out.add(run_cli("sync", "--tracking-uri", uri, cwd=tmp_path,
+                          env={**env, "MLFLOW_TRACKING_PASSWORD": "not-it"}))
     assert "HTTP 401" in one_error_line(bad)  # refused, and the spool stays for the right login
     sy = out.add(run_cli("sync", "--tracking-uri", uri, cwd=tmp_path, env=env))
     assert sy.returncode == 0, sy.stdout + sy.stderr

@@ -292,9 +292,11 @@ class RestReader:
     def _full_history(self, rid: str, key: str, win: Window, max_points: int) -> Rows:
         rows, token = [], None
         while True:
-            params = {"run_id": rid, "metric_key": key, "max_results": 25000, **({"page_token": token} if token else {})}
+            params = {"run_id": rid, "metric_key": key, "max_results": 25000,
+                      **({"page_token": token} if token else {})}
             obj = self._ok("GET", f"{API}/metrics/get-history", params)
-            rows += [(m.get("step", 0), m.get("timestamp", 0), float(m.get("value", 0.0))) for m in obj.get("metrics", [])
+            rows += [(m.get("step", 0), m.get("timestamp", 0), float(m.get("value", 0.0)))
+                     for m in obj.get("metrics", [])
                      if win is None or win[0] <= m.get("step", 0) <= win[1]]
             token = obj.get("next_page_token")
             if not token:

@@ -88,7 +88,8 @@ def sql_reader(uri: str) -> SqlReader | None:
         return None
     missing = _schema_gap(db)
     if missing:
-        _say_once(f"reading through MLflow's client: this store's schema differs from the one read directly ({missing})")
+        _say_once(f"reading through MLflow's client: this store's schema differs from the one read directly "
+                  f"({missing})")
         return None
     return SqlReader(db, uri)
 
@@ -204,7 +205,8 @@ class SqlReader:
                                                  params):
                 rows[rid].tags[key] = value
             for rid, key, value, step, nan in self.db.query(
-                    f"SELECT run_uuid, key, value, step, is_nan FROM latest_metrics WHERE run_uuid IN ({marks})", params):
+                    f"SELECT run_uuid, key, value, step, is_nan FROM latest_metrics WHERE run_uuid IN ({marks})",
+                    params):
                 rows[rid].metrics[key] = math.nan if nan else float(value)
                 rows[rid].steps[key] = int(step)
         foreign = [rid for rid in ids if not rows[rid].tags.get(K.TAG_RUN_KIND)]

@@ -83,7 +83,8 @@ def to_usage_error(e: BaseException) -> UsageError:
 
     if isinstance(e, sqlite3.Error) or type(e).__module__.startswith("sqlalchemy"):
         orig = getattr(e, "orig", None) or e
-        return UsageError(f"the tracking store cannot be used ({type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}); "
+        return UsageError(f"the tracking store cannot be used ({type(orig).__name__}: "
+                          f"{str(orig).splitlines()[0] if str(orig) else ''}); "
                           "check that the database file is intact and writable, or give another --tracking-uri")
     if isinstance(e, UnicodeDecodeError):
         return UsageError(f"a file is not UTF-8 text ({e.reason} at byte {e.start})")

@@ -47,19 +47,27 @@ def _reader(tracking_uri: str | None):
 
 @click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_ids", nargs=-1)
-@click.option("--experiment", "-e", help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
+@click.option("--experiment", "-e",
+              help="Compare the runs of this experiment (else MLFLOW_EXPERIMENT_NAME, else 'sai-mlflow').")
 @click.option("--filter", "filter_string", help="MLflow filter string, e.g. \"tags.stage = '1'\" (with --experiment).")
-@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), help="Policy YAML (default configs/decision.yaml).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
+              help="Policy YAML (default configs/decision.yaml).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table", show_default=True)
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), callback=plot_file, help="Write memory / s-per-batch / mAP50 plots to this PNG.")
-@click.option("--tag-runs", is_flag=True, help="Write the verdict back: tags sai.verdict, sai.reasons and a one-line run description.")
-@click.option("--log-report", is_flag=True, help="Log a run_kind=decision run: verdict markdown, JSON, plot, links to the judged runs.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), callback=plot_file,
+              help="Write memory / s-per-batch / mAP50 plots to this PNG.")
+@click.option("--tag-runs", is_flag=True,
+              help="Write the verdict back: tags sai.verdict, sai.reasons and a one-line run description.")
+@click.option("--log-report", is_flag=True,
+              help="Log a run_kind=decision run: verdict markdown, JSON, plot, links to the judged runs.")
 @click.option("--tracking-uri", help=TRACKING_URI_HELP)
 @click.option("--ui-url", help=UI_URL_HELP)
-@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"), help="Override the policy's max_memory_fraction.")
+@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"),
+              help="Override the policy's max_memory_fraction.")
 @click.option("--max-map-drop", type=PolicyFlag("max_map_drop"), help="Override max_map_drop (absolute, 0-1).")
-@click.option("--max-leak-gib-per-hour", type=PolicyFlag("max_leak_gib_per_hour"), help="Override max_leak_gib_per_hour.")
-@click.option("--max-data-wait-fraction", type=PolicyFlag("max_data_wait_fraction"), help="Override max_data_wait_fraction.")
+@click.option("--max-leak-gib-per-hour", type=PolicyFlag("max_leak_gib_per_hour"),
+              help="Override max_leak_gib_per_hour.")
+@click.option("--max-data-wait-fraction", type=PolicyFlag("max_data_wait_fraction"),
+              help="Override max_data_wait_fraction.")
 @click.option("--max-slowdown", type=PolicyFlag("max_slowdown"), help="Override max_slowdown.")
 @click.option("--width", type=TABLE_WIDTH, help="Table width in characters (default: the terminal's, 180 when piped).")
 def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file, tag_runs, log_report,

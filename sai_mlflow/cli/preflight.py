@@ -116,7 +116,8 @@ def _policy_limit(policy_file: str | None) -> float:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML (default configs/decision.yaml), as for compare-runs")
 @click.option("--no-image-check", is_flag=True, help="skip reading image headers (faster; no corrupt-image check)")
-@click.option("--tracking-uri", default=None, help="where the run will be logged: earlier runs for memory_forecast, and tracking_unwritable")
+@click.option("--tracking-uri", default=None,
+              help="where the run will be logged: earlier runs for memory_forecast, and tracking_unwritable")
 @click.option("--experiment", default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def preflight(config_path, sets, data, batch, imgsz, cache, workers, device, model, resume, stage_to,
@@ -182,7 +183,8 @@ def stage_shm(data_yaml, dest, dry_run, no_progress, fmt) -> None:
         click.echo(f"dry run: would copy {r.copied_files} of {r.files} files ({r.copied_bytes / gib:.2f} GiB) "
                    f"to {r.dest}; {r.reused_files} already staged; capacity OK")
     elif r.up_to_date:
-        click.echo(f"{r.dest} is already staged and identical ({r.files} files, {r.bytes / gib:.2f} GiB): nothing copied")
+        click.echo(f"{r.dest} is already staged and identical ({r.files} files, {r.bytes / gib:.2f} GiB): "
+                   "nothing copied")
     else:
         click.echo(f"staged {r.copied_files} files ({r.copied_bytes / gib:.2f} GiB) in {r.seconds:.1f} s "
                    f"({r.mib_per_s:.0f} MiB/s), verified by SHA-256; {r.reused_files} unchanged files kept")

@@ -40,7 +40,8 @@ def _stdout_for_json_only():
 @click.option("--val-batches", type=int, default=None, help="validation batches per probe [default 2]")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="policy YAML, as for compare-runs [default: configs/decision.yaml]")
-@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"), default=None, help="override the policy's max_memory_fraction")
+@click.option("--max-memory-fraction", type=PolicyFlag("max_memory_fraction"), default=None,
+              help="override the policy's max_memory_fraction")
 @click.option("--tracking-uri", default=None, help="else MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -127,7 +128,8 @@ def probe(config_path, sets, batches, auto, auto_start, max_probes, probe_batche
     from ..probe.session import ProbeSpec, Session
     from ..probe.stop import SignalStop, Stopped
 
-    flags = (["--tracking-uri", tracking_uri] if tracking_uri else []) + (["--experiment", experiment] if experiment else [])
+    flags = ((["--tracking-uri", tracking_uri] if tracking_uri else [])
+             + (["--experiment", experiment] if experiment else []))
     spec = ProbeSpec(config_path=config_path, sets=list(sets), args=args, audit=ctx.audit, tracking_uri=uri,
                      experiment=exp, stage=cfg.stage, policy=policy, policy_file=checked_policy or None,
                      memory_interval_s=min(cfg.tracking.memory_interval_s, 0.25),

@@ -62,7 +62,8 @@ def render(outcome, console) -> None:
 @click.command("promote", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run_id", required=False)
 @click.option("--model", "model_name", required=True, help="Registered model name, e.g. sai-net-detector.")
-@click.option("--alias", default="champion", show_default=True, callback=given, help="Alias to move (registry stages are deprecated).")
+@click.option("--alias", default="champion", show_default=True, callback=given,
+              help="Alias to move (registry stages are deprecated).")
 @click.option("--dry-run", is_flag=True, help="Print the gate table; write nothing.")
 @click.option("--force", is_flag=True,
               help="Register even when gates fail; recorded on the version (sai.promotion.forced).")

@@ -14,8 +14,10 @@ from .boundary import UsageError
 
 @click.command("sync", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_id", help="Only this run (an MLflow run id, or a local-… id of a run started offline).")
-@click.option("--dry-run", is_flag=True, help="Show what is pending (and what was set aside, with the reason); upload nothing.")
-@click.option("--tracking-uri", help="Upload here (else the URI the run was started with, else MLFLOW_TRACKING_URI, else ./mlruns).")
+@click.option("--dry-run", is_flag=True,
+              help="Show what is pending (and what was set aside, with the reason); upload nothing.")
+@click.option("--tracking-uri",
+              help="Upload here (else the URI the run was started with, else MLFLOW_TRACKING_URI, else ./mlruns).")
 @click.option("--spool-dir", help="Spool root (else $SAI_MLFLOW_SPOOL_DIR, else ./mlruns/spool).")
 def sync(run_id, dry_run, tracking_uri, spool_dir):
     """Upload pending spools from their watermark; set FINISHED/FAILED/KILLED as observed."""
@@ -40,7 +42,8 @@ def sync(run_id, dry_run, tracking_uri, spool_dir):
             click.echo(f"  pending: {p.metrics} points, {p.params} params, {p.tags} tags, {p.artifacts} artifacts, "
                        f"{p.bytes} bytes; final status: {status}")
             for off, size in p.corrupt:
-                click.echo(f"  corrupt record: {size} bytes at byte offset {off}, skipped (the records after it are kept)")
+                click.echo(f"  corrupt record: {size} bytes at byte offset {off}, "
+                           "skipped (the records after it are kept)")
             if p.torn_tail_bytes:
                 click.echo(f"  torn last record: {p.torn_tail_bytes} bytes, dropped (a crash mid-write)")
             for kind, key, value, reason in p.set_aside[:20]:

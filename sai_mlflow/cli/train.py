@@ -57,7 +57,8 @@ def _resume_args(resume: str, cfg, explicit: set[str]) -> dict:
         raise UsageError(
             f"--resume {resume}: the checkpoint trained at batch {ckpt_batch}, you asked for {wanted}. "
             "Changing the batch mid-training is refused (optimizer state, LR scaling and BatchNorm statistics "
-            f"depend on it): resume with batch {ckpt_batch}, or restart from epoch 0 at batch {wanted} without --resume."
+            f"depend on it): resume with batch {ckpt_batch}, "
+            f"or restart from epoch 0 at batch {wanted} without --resume."
         )
     args = {k: v for k, v in cfg.train.items() if k in explicit and k != "batch"}
     args["resume"] = str(path)
@@ -104,7 +105,8 @@ def _run_preflight(args: dict, resume: str | None, tracking_uri: str, experiment
     try:
         ctx.history = forecast_history(checked, tracking_uri, experiment, None)
     except Exception as e:  # an unreachable store must not stop the other checks
-        console.print(redact_text(f"preflight: earlier runs not read ({type(e).__name__}: {e}); memory_forecast skipped"),
+        console.print(redact_text(f"preflight: earlier runs not read ({type(e).__name__}: {e}); "
+                                  "memory_forecast skipped"),
                       markup=False)
     findings = run_checks(ctx)
     render_findings(findings, console)
@@ -154,7 +156,8 @@ def _checked_policy(policy_file: str | None) -> str:
 @click.command("train")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"training config YAML [default: {DEFAULT_CONFIG.relative_to(REPO_CONFIGS.parent)}]")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override: batch=8, tracking.memory_interval_s=1")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override: batch=8, tracking.memory_interval_s=1")
 @click.option("--resume", type=click.Path(), default=None, help="continue PATH/weights/last.pt in the same MLflow run")
 @click.option("--tracking-uri", default=None, help="else MLFLOW_TRACKING_URI, else sqlite under ./mlruns")
 @click.option("--experiment", default=None, help="else MLFLOW_EXPERIMENT_NAME, else the config's")
@@ -271,7 +274,8 @@ def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None
     if tracker is None:
         return
     if tracker.run_id.startswith("local-"):
-        console.print(f"run {tracker.run_id} is spooled locally: upload it with `sai-mlflow sync` once the store is back")
+        console.print(f"run {tracker.run_id} is spooled locally: "
+                      "upload it with `sai-mlflow sync` once the store is back")
         return
     base = ui_base(ui_url, uri)
     console.print(f"[green]run {tracker.run_id}[/] in experiment '{escape(redact_text(exp))}'")

@@ -207,7 +207,8 @@ def decide(records: Sequence[RunRecord], policy, evidence: Sequence[RunRecord] =
             elif fastest_s > 0 and eta > (1 + policy.max_slowdown) * fastest_s:
                 v.reasons.append(Reason(
                     TOO_SLOW, WARN,
-                    f"projected {duration_text(eta)} is {eta / fastest_s:.2f}× the fastest ({duration_text(fastest_s)}, "
+                    f"projected {duration_text(eta)} is {eta / fastest_s:.2f}× the fastest "
+                    f"({duration_text(fastest_s)}, "
                     f"{fastest.record.label}; limit {1 + policy.max_slowdown:.2f}×)"))
     else:
         for v in members:

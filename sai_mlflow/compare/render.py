@@ -274,7 +274,8 @@ def details(d: Decision) -> list[str]:
         for x in v.reasons:
             if x.severity != INFO:
                 lines.append(f"{v.record.label}: {x.code} [{x.severity}] {x.message}")
-    notes = [f"{v.record.label}: {x.code} — {x.message[len('not judged: '):] if x.message.startswith('not judged: ') else x.message}"
+    notes = [f"{v.record.label}: {x.code} — "
+             f"{x.message[len('not judged: '):] if x.message.startswith('not judged: ') else x.message}"
              for v in d.verdicts for x in v.reasons if x.severity == INFO]
     if notes:
         lines.append("Not judged / notes:")

@@ -59,7 +59,8 @@ def _scene(rng: np.random.Generator, w: int, h: int, with_objects: bool) -> tupl
         cy = min(horizon - bh / 2, rng.uniform(bh / 2, horizon))
         cy = max(cy, bh / 2)
         layer = Image.new("L", (w, h), 0)
-        ImageDraw.Draw(layer).ellipse([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], fill=int(rng.uniform(150, 220)))
+        ImageDraw.Draw(layer).ellipse([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2],
+                                      fill=int(rng.uniform(150, 220)))
         layer = layer.filter(ImageFilter.GaussianBlur(radius=max(1.0, min(bw, bh) / 8)))
         grey = int(rng.uniform(150, 200))
         img = Image.composite(Image.new("RGB", (w, h), (grey, grey, grey)), img, layer)

@@ -89,7 +89,8 @@ class Memory(_Strict):
         if not points:
             raise ValueError(f"memory.{which} is empty: give at least one (seconds, GiB) point")
         if len(points) > MAX_MEMORY_SAMPLES:
-            raise ValueError(f"memory.{which}: {len(points)} points, more than the {MAX_MEMORY_SAMPLES:,} an import takes")
+            raise ValueError(f"memory.{which}: {len(points)} points, "
+                             f"more than the {MAX_MEMORY_SAMPLES:,} an import takes")
         if any(t < 0 or g < 0 for t, g in points):
             raise ValueError(f"memory.{which}: seconds and GiB must be >= 0")
         return self

@@ -138,7 +138,8 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
                            f"({_collision(list(args))}); rename one")
     end = max(t_last, csv_file.stat().st_mtime if csv_file.is_file() else t0)
 
-    with atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid, tempfile.TemporaryDirectory() as tmp:
+    with (atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid,
+          tempfile.TemporaryDirectory() as tmp):
         log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
                           tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
         client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file

@@ -150,7 +150,8 @@ class Session:
         from ..ultralytics_args import train_imgsz
 
         self.parent_tags = {K.TAG_RUN_KIND: K.RUN_KIND_PROBE_SESSION, K.TAG_STAGE: spec.stage,
-                            K.TAG_MODEL: Path(str(a.get("model"))).name, K.TAG_IMGSZ: str(train_imgsz(a.get("imgsz", 640))),
+                            K.TAG_MODEL: Path(str(a.get("model"))).name,
+                            K.TAG_IMGSZ: str(train_imgsz(a.get("imgsz", 640))),
                             K.TAG_DATASET_DIGEST: getattr(spec.audit, "digest", "") or ""}
         run_name = f"probe-session-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run_id = client.create_run(self.exp_id, run_name=run_name, tags=self.parent_tags).info.run_id
