@@ -167,3 +167,51 @@ def test_fuzzed_keys_and_values_never_raise_and_keys_are_valid(tmp_path, metrics
                                           ("..", "_"), ("ok/key-1.2 :x", "ok/key-1.2 :x")])
 def test_safe_key(key, expected):
     assert safe_key(key) == expected
+
+
+def _answer(status: int, body: str):
+    import requests
+
+    r = requests.Response()
+    r.status_code, r._content, r.encoding = status, body.encode(), "utf-8"
+    return r
+
+
+@pytest.mark.parametrize("status, body, kept, expected", [
+    (400, '{"error_code": "INVALID_PARAMETER_VALUE", "message": "bad"}', False, 400),  # MLflow's own code
+    (404, '{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no run"}', False, 404),
+    (413, "<html>413 Request Entity Too Large</html>", False, 413),  # not JSON: the status is in MLflow's text
+    (413, "<html>413 Request Entity Too Large</html>", True, 413),
+    (422, '{"detail": "unprocessable"}', False, 500),  # JSON but not MLflow's: INTERNAL_ERROR, the status is lost
+    (422, '{"detail": "unprocessable"}', True, 422),  # ... unless the response is kept (RunWriter._post)
+    (429, "Too Many Requests", True, 429),
+    (502, "<html>502 Bad Gateway</html>", False, 502),
+])
+def test_http_status_reads_the_answers_own_status(status, body, kept, expected):
+    from mlflow.utils.rest_utils import verify_rest_response
+
+    from sai_mlflow.tracking.spool.upload import http_status
+
+    resp = _answer(status, body)
+    with pytest.raises(Exception) as info:
+        verify_rest_response(resp, "/api/2.0/mlflow/runs/log-batch")
+    if kept:
+        info.value.response = resp
+    assert http_status(info.value) == expected
+
+
+def test_http_status_of_an_outage_and_of_other_errors():
+    from mlflow.exceptions import MlflowException, RestException
+
+    from sai_mlflow.tracking.spool.upload import http_status
+
+    # what MLflow raises when retries run out on a 503 (max_retries=0): no answer to read, an outage
+    outage = MlflowException("API request to http://h/api/2.0/mlflow/runs/log-batch failed with exception "
+                             "HTTPConnectionPool(...): Max retries exceeded (Caused by ResponseError('too many 503 "
+                             "error responses'))")
+    assert http_status(outage) == 500
+    # a server's message that quotes the text is not read as the status: MLflow's code is
+    quoted = RestException({"error_code": "INVALID_PARAMETER_VALUE",
+                            "message": "API request to endpoint /x failed with error code 413 != 200"})
+    assert http_status(quoted) == 400
+    assert http_status(ValueError("failed with error code 413")) is None

@@ -137,15 +137,7 @@ def test_5xx_and_429_are_outages_nothing_moves_nothing_is_set_aside(served, tmp_
     assert client.get_run(run_id).info.status == "FINISHED"
 
 
-@pytest.mark.parametrize("status", [
-    400,
-    pytest.param(413, marks=pytest.mark.xfail(strict=True, reason=(
-        "MLflow turns a non-MLflow 413 into INTERNAL_ERROR (HTTP 500), so the uploader reads it as an outage: "
-        "upload.http_status should read the response's own status"))),
-    pytest.param(422, marks=pytest.mark.xfail(strict=True, reason=(
-        "MLflow turns a non-MLflow 422 into INTERNAL_ERROR (HTTP 500), so the uploader reads it as an outage: "
-        "upload.http_status should read the response's own status"))),
-])
+@pytest.mark.parametrize("status", [400, 413, 422])
 def test_400_413_422_are_resent_item_by_item(served, tmp_path, status):
     client, run_id, sp = _spooled_run(served, tmp_path)
     _, proxy = served

@@ -8,6 +8,10 @@ client's calls. `http_status` reads what an MLflow error means for the spool (do
 from __future__ import annotations
 
 import math
+import re
+
+# the text MLflow gives an answer whose body is not JSON (mlflow/utils/rest_utils.py, verify_rest_response)
+_STATUS_TEXT = re.compile(r"API request to endpoint \S+ failed with error code (\d{3}) ")
 
 
 class RunWriter:
@@ -26,7 +30,13 @@ class RunWriter:
         creds = self.client._tracking_client.store.get_host_creds()
         resp = http_request(creds, endpoint, "POST", max_retries=0, backoff_factor=0,
                             timeout=self.timeout_s, json=body)
-        verify_rest_response(resp, endpoint)
+        try:
+            verify_rest_response(resp, endpoint)
+        except Exception as e:
+            # MLflow's error keeps only its own error code: an answer that is not MLflow's (a proxy's 413,
+            # a JSON 422) becomes INTERNAL_ERROR (500). Keep the response, as requests' HTTPError does.
+            e.response = resp
+            raise
 
     def log_batch(self, metrics: list, params: dict, tags: dict) -> None:
         """metrics: [key, value, timestamp ms, step] lists; params and tags: text by key."""
@@ -78,13 +88,25 @@ def _json_float(v: float):
 
 
 def http_status(e: BaseException) -> int | None:
-    """The HTTP status an MLflow error stands for (REST and local stores alike), else None (not MLflow's)."""
+    """The HTTP status an MLflow error stands for (REST and local stores alike), else None (not MLflow's).
+
+    The answer's own status comes first: MLflow maps any status it has no error code for (413, 422, ...) to
+    INTERNAL_ERROR, which reads as 500, an outage. In order: the response `RunWriter._post` keeps on the
+    error; the status in MLflow's text for a non-JSON answer ("failed with error code 413"); MLflow's error
+    code (a local store, or a call made through MLflow's client with a JSON answer).
+    """
     try:
         from mlflow.exceptions import MlflowException
     except Exception:
         return None
     if not isinstance(e, MlflowException):
         return None
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        return status
+    m = _STATUS_TEXT.match(str(getattr(e, "message", "")))
+    if m:
+        return int(m.group(1))
     try:
         return int(e.get_http_status_code())
     except Exception:
