@@ -4,6 +4,11 @@ A store built by the demo's steps (import-history of the seed, one tiny CPU trai
 --tag-runs --log-report, promote), served by a real `mlflow server` on 127.0.0.1, opened in headless
 Chromium (Debian's `chromium`; installed with apt-get when absent) through the links the commands
 printed. Screenshots are kept under the test's temporary folder.
+
+MLflow 3.17's UI takes its workflow from the route's `workflowType`, else the browser's localStorage, else
+GenAI. The toggle's two labels ("GenAI", "Model training") are on the page in both modes and which one is
+selected is only a generated CSS class, so the mode is read from the sidebar (`mode_of`). Each mode check has a
+control: the same route without the printed link's parameters, in a fresh profile, must read as GenAI.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 from helpers import ROOT, Server, run_cli, smoke_args
@@ -73,6 +79,22 @@ def rows_of(dom: str) -> dict[str, list[str]]:
     return {r[0]: r[1:] for r in p.rows if r}
 
 
+def mode_of(dom: str) -> str:
+    """The workflow the UI is in, from its sidebar: "Model registry" only in model training, "AI Gateway" only in
+    GenAI (measured on MLflow 3.17.2)."""
+    ml, genai = "Model registry" in dom, "AI Gateway" in dom
+    return "machine_learning" if ml and not genai else "genai" if genai and not ml else "unknown"
+
+
+def split_link(link: str) -> tuple[str, str, list, list]:
+    """A printed link as (base, route, the route's own parameters, the rest: the view parameters it adds)."""
+    base, fragment = link.split("/#/", 1)
+    route, _, query = fragment.partition("?")
+    params = parse_qsl(query)
+    own = [(k, v) for k, v in params if k in ("runs", "experiments")]
+    return base, route, own, [p for p in params if p not in own]
+
+
 class Browser:
     def __init__(self, exe: str, shots: Path) -> None:
         self.exe, self.shots, self.n = exe, shots, 0
@@ -127,11 +149,35 @@ def ui(tmp_path_factory, synthetic_data):
     server.kill()
 
 
-def test_compare_link_shows_the_verdict_of_the_three_seed_runs(ui):
-    dom = ui["browser"].open(ui["links"]["compare"], "compare", lambda d: "sai.verdict" in d)
+def test_compare_link_opens_model_training_with_the_verdict_of_the_three_seed_runs(ui):
+    browser, link = ui["browser"], ui["links"]["compare"]
+    dom = browser.open(link, "compare", lambda d: "sai.verdict" in d)
+    assert mode_of(dom) == "machine_learning", "the printed compare link opens MLflow's UI in GenAI mode"
     rows = rows_of(dom)
     assert dict(zip(rows["Run Name:"], rows[K.TAG_VERDICT])) == SEED_VERDICTS
-    assert "Model training" in dom and "workflowType=machine_learning" in ui["links"]["compare"]
+    # Control: the same route without the link's view parameters, in a fresh profile, is GenAI. (The compare
+    # table itself lists the runs in both modes; the experiment page is where the modes differ: next test.)
+    base, route, own, _ = split_link(link)
+    plain = browser.open(f"{base}/#/{route}?{urlencode(own)}", "compare_genai_control",
+                         lambda d: all(name in d for name in SEED_VERDICTS))
+    assert mode_of(plain) == "genai"
+
+
+def test_the_links_mode_lists_the_judged_runs_not_traces_on_their_experiment_page(ui):
+    """The compare page's breadcrumb leads to the runs' experiment: with the printed link's view parameters it is
+    the runs table holding the judged runs; without them (MLflow's default) it is GenAI's overview of traces."""
+    browser = ui["browser"]
+    base, _, own, view = split_link(ui["links"]["compare"])
+    (experiment,) = json.loads(dict(own)["experiments"])
+    dom = browser.open(f"{base}/#/experiments/{experiment}?{urlencode(view)}", "experiment_runs",
+                       lambda d: all(name in d for name in SEED_VERDICTS))
+    assert mode_of(dom) == "machine_learning", "the link's parameters open the experiment in GenAI mode"
+    assert f"<title>Runs - Experiment {experiment}" in dom and "Run Name" in dom
+    assert all(name in dom for name in SEED_VERDICTS), "the judged runs are not listed"
+    plain = browser.open(f"{base}/#/experiments/{experiment}", "experiment_genai_control",
+                         lambda d: "sai-net-stage1" in d and "AI Gateway" in d)
+    assert mode_of(plain) == "genai" and f"<title>Overview - Experiment {experiment}" in plain
+    assert not any(name in plain for name in SEED_VERDICTS)  # traces, no runs: the control tells the modes apart
 
 
 def test_the_recommended_run_says_so_on_its_page(ui):
