@@ -184,7 +184,10 @@ class RestReader:
         status, obj = self._call("GET", f"{API}/experiments/get-by-name", {"experiment_name": name})
         if status == 404 and isinstance(obj, dict) and obj.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
             return None
-        if status == 404:
+        if status == 404:  # not MLflow's answer: the store check names what answered (the one rule)
+            from ..tracking.store import check_store
+
+            check_store(self._uri)
             raise ReadError(f"{self.uri} answered HTTP 404 to {API}/experiments/get-by-name: is it an MLflow "
                             "tracking server (and the URI its root)?")
         if status != 200:
