@@ -189,8 +189,8 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
                       if secret.encode() in f.read_bytes()]
     assert not leaks, "\n".join(leaks)
     assert "http://bob@ui.example:5000/#/experiments/" in printed  # the links still point at the UI, no password
-    serve = next(line for line in train.stderr.splitlines() if "mlflow ui --backend-store-uri" in line)
-    assert shlex.split(serve.split("first: ", 1)[1].rstrip(")"))[-1] == uri, serve  # pastes as one argument
+    serve = next(line for line in train.stderr.splitlines() if "sai-mlflow ui --tracking-uri" in line)
+    assert shlex.split(serve.split("mode): ", 1)[1])[-1] == uri, serve  # pastes as one argument
 
     from sai_mlflow.tracking.store import make_client
 

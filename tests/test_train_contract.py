@@ -125,7 +125,7 @@ def test_artifacts_and_dataset_input(trained):
 def test_says_how_to_look(trained):
     _, runs, proc, _ = trained
     assert runs[0].info.run_id in proc.stderr
-    assert "mlflow ui --backend-store-uri" in proc.stderr
+    assert "sai-mlflow ui --tracking-uri" in proc.stderr
 
 
 @pytest.mark.parametrize("extra,needle", [

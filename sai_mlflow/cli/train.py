@@ -283,8 +283,8 @@ def _say_where(tracker, uri: str, exp: str, ui_url: str | None, console) -> None
     console.print(f"its report: {run_url(base, tracker.experiment_id, tracker.run_id, K.ARTIFACT_SUMMARY_MD)}",
                   soft_wrap=True, highlight=False)
     if not uri.startswith("http"):
-        console.print("(serve the UI first: sai-mlflow ui, which runs mlflow ui --backend-store-uri "
-                      f"{shlex.quote(redact_text(uri))} and prints the link that opens it in model-training mode)",
+        console.print("serve the UI first (it prints the link that opens model-training mode): "
+                      f"sai-mlflow ui --tracking-uri {shlex.quote(redact_text(uri))}",
                       soft_wrap=True, highlight=False, markup=False)
 
 
