@@ -111,3 +111,18 @@ def cli_in_process(*args, cwd, env=None):
     with contextlib.chdir(cwd):
         r = CliRunner().invoke(cli, [str(a) for a in args], env={"YOLO_OFFLINE": "1", **(env or {})})
     return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
+
+
+def chromium() -> str:
+    """Debian's chromium for the browser tests; installed here when absent (root, apt), so CI needs nothing else."""
+    import shutil
+
+    import pytest
+
+    if not shutil.which("chromium") and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+                       shell=True, capture_output=True, timeout=1200)
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.fail("chromium is missing and apt-get could not install it: `apt-get install -y chromium` as root")
+    return path

@@ -14,15 +14,13 @@ control: the same route without the printed link's parameters, in a fresh profil
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-from helpers import ROOT, Server, run_cli, smoke_args
+from helpers import ROOT, Server, chromium, run_cli, smoke_args
 
 from sai_mlflow import keys as K
 from sai_mlflow import registry
@@ -32,17 +30,6 @@ pytestmark = pytest.mark.slow
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 SEED_VERDICTS = {"b128-cache-ram": "rejected", "b128": "rejected", "b96": "recommended"}
-
-
-def chromium() -> str:
-    """Debian's chromium; installed here when absent (as scripts/setup_env.sh does), so CI needs nothing else."""
-    if not shutil.which("chromium") and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-                       shell=True, capture_output=True, timeout=1200)
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("chromium is missing and apt-get could not install it: `apt-get install -y chromium` as root")
-    return path
 
 
 class Rows(HTMLParser):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, free_port, run_cli
+from helpers import ROOT, chromium, free_port, run_cli
 
 SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,18 +41,6 @@ def test_busy_port_is_refused(tmp_path):
         port = s.getsockname()[1]
         proc = run_cli("ui", "--port", str(port), cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("Error:") == 1 and f"--port {port}" in proc.stderr
-
-
-def chromium() -> str:
-    import shutil
-
-    if not shutil.which("chromium") and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-                       shell=True, capture_output=True, timeout=1200)
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("chromium is missing and apt-get could not install it: `apt-get install -y chromium` as root")
-    return path
 
 
 def dom_of(exe: str, url: str, profile: Path, ready) -> str:
