@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from helpers import free_port
 
 from sai_mlflow import keys as K
-from sai_mlflow import registry
+from sai_mlflow import promotion
 from sai_mlflow.cli import cli
 from sai_mlflow.model.pyfunc import OUTPUT_COLUMNS
 
@@ -122,7 +122,7 @@ def champion(store):
     assert "would be promoted" in dry.output and versions(client, "det-a") == []
     res = promote_cli(uri, run_id, "--model", "det-a", "--alias", "champion")
     assert res.exit_code == 0, res.output
-    for gate in registry.GATES:
+    for gate in promotion.GATES:
         assert gate in res.output
     return "models:/det-a@champion"
 
@@ -132,13 +132,13 @@ def test_promoted_version_carries_the_audit_trail(store, champion):
     mv = client.get_model_version_by_alias("det-a", "champion")
     t = mv.tags
     assert mv.run_id == run_id
-    assert t[registry.TAG_PREVIOUS_VERSION] == "none" and t[registry.TAG_ALIAS] == "champion"
-    assert t[registry.TAG_GATES] == "passed" and "@" in t[registry.TAG_BY]
-    assert set(t) == {registry.TAG_ALIAS, registry.TAG_PREVIOUS_VERSION, registry.TAG_GATES, registry.TAG_BY}
+    assert t[promotion.TAG_PREVIOUS_VERSION] == "none" and t[promotion.TAG_ALIAS] == "champion"
+    assert t[promotion.TAG_GATES] == "passed" and "@" in t[promotion.TAG_BY]
+    assert set(t) == {promotion.TAG_ALIAS, promotion.TAG_PREVIOUS_VERSION, promotion.TAG_GATES, promotion.TAG_BY}
     # the gate table is readable markdown in the description, one row per gate, with the run linked
     desc = mv.description
     assert "| gate | value | threshold | result | note |" in desc and "previous holder: none" in desc
-    for gate in registry.GATES:
+    for gate in promotion.GATES:
         assert f"| {gate} |" in desc
     assert "**FAIL**" not in desc and f"runs/{run_id}?workflowType=machine_learning" in desc
     # promoting the holder again writes nothing
@@ -253,7 +253,7 @@ def test_each_gate_fails_on_its_own_and_nothing_is_registered(gated, gate):
     uri, client, holder = gated
     before = versions(client, GATE_MODEL), alias_of(client, GATE_MODEL)
     rid = clone_run(client, holder, **CASES[gate])
-    ev = registry.evaluate(client, rid, GATE_MODEL, "champion", load_policy())
+    ev = promotion.evaluate(client, rid, GATE_MODEL, "champion", load_policy())
     assert ev.failed == [gate], [(g.name, g.value, g.threshold, g.note) for g in ev.gates]
     res = promote_cli(uri, rid, "--model", GATE_MODEL)
     assert res.exit_code == 1, res.output
@@ -266,7 +266,7 @@ def test_memory_over_the_limit_fails_the_gate_and_the_comparator(gated):
 
     uri, client, holder = gated
     rid = clone_run(client, holder, metrics={**GOOD, K.SUMMARY_PEAK_FRACTION: 0.95})
-    assert (registry.evaluate(client, rid, GATE_MODEL, "champion", load_policy()).failed
+    assert (promotion.evaluate(client, rid, GATE_MODEL, "champion", load_policy()).failed
             == ["comparator", "memory_fraction"])
 
 
@@ -292,7 +292,7 @@ def test_promote_force_and_rollback(gated):
     assert res.exit_code == 0, res.output
     v_good = alias_of(client, GATE_MODEL)
     mv = client.get_model_version(GATE_MODEL, v_good)
-    assert mv.tags[registry.TAG_PREVIOUS_VERSION] == v_holder and f"run `{holder}`" in mv.description
+    assert mv.tags[promotion.TAG_PREVIOUS_VERSION] == v_holder and f"run `{holder}`" in mv.description
     assert "best mAP50: candidate" in res.output and f"current holder v{v_holder}" in res.output
     assert f"#/models/{GATE_MODEL}/versions/{v_good}?workflowType=machine_learning" in res.output
 
@@ -301,17 +301,17 @@ def test_promote_force_and_rollback(gated):
     assert forced.exit_code == 0 and "FORCED" in forced.output
     v_forced = alias_of(client, GATE_MODEL)
     ft = client.get_model_version(GATE_MODEL, v_forced).tags
-    assert ft[registry.TAG_GATES] == "forced: batch_unchanged"
+    assert ft[promotion.TAG_GATES] == "forced: batch_unchanged"
     assert "**Forced**" in client.get_model_version(GATE_MODEL, v_forced).description
-    assert ft[registry.TAG_PREVIOUS_VERSION] == v_good
+    assert ft[promotion.TAG_PREVIOUS_VERSION] == v_good
 
     assert promote_cli(uri, "--model", GATE_MODEL, "--rollback", "--dry-run").exit_code == 0
     assert alias_of(client, GATE_MODEL) == v_forced
     back = promote_cli(uri, "--model", GATE_MODEL, "--rollback")
     assert back.exit_code == 0, back.output
     assert alias_of(client, GATE_MODEL) == v_good
-    assert client.get_model_version(GATE_MODEL, v_good).tags[registry.TAG_ROLLBACK_FROM] == v_forced
-    assert registry.TAG_ROLLED_BACK_TIME in client.get_model_version(GATE_MODEL, v_forced).tags
+    assert client.get_model_version(GATE_MODEL, v_good).tags[promotion.TAG_ROLLBACK_FROM] == v_forced
+    assert promotion.TAG_ROLLED_BACK_TIME in client.get_model_version(GATE_MODEL, v_forced).tags
     assert promote_cli(uri, "--model", GATE_MODEL, "--rollback").exit_code == 0
     assert alias_of(client, GATE_MODEL) == v_holder
     # the first holder has no previous holder: nothing further to roll back to
@@ -350,7 +350,7 @@ def test_two_racing_promotions_leave_one_holder_and_true_audit_trails(store):
     uri, client, run_id, _ = store
     a = clone_run(client, run_id, metrics={K.SUMMARY_BEST_MAP50: 0.5})
     b = clone_run(client, run_id, metrics={K.SUMMARY_BEST_MAP50: 0.5})
-    env = _env(uri, **{registry.RACE_PAUSE_ENV: "1.5"})  # widen the window between judging and moving the alias
+    env = _env(uri, **{promotion.RACE_PAUSE_ENV: "1.5"})  # widen the window between judging and moving the alias
     procs = [subprocess.Popen([sys.executable, "-m", "sai_mlflow.cli", "promote", rid, "--model", "det-race",
                                "--tracking-uri", uri], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for rid in (a, b)]
@@ -361,12 +361,12 @@ def test_two_racing_promotions_leave_one_holder_and_true_audit_trails(store):
     holder = alias_of(client, "det-race")
     (other,) = set(vs) - {holder}
     # the holder was promoted second, over the other; the other was promoted first, over nothing
-    assert vs[holder].tags[registry.TAG_PREVIOUS_VERSION] == other
+    assert vs[holder].tags[promotion.TAG_PREVIOUS_VERSION] == other
     assert f"run `{vs[other].run_id}`" in vs[holder].description
-    assert vs[other].tags[registry.TAG_PREVIOUS_VERSION] == "none"
+    assert vs[other].tags[promotion.TAG_PREVIOUS_VERSION] == "none"
     assert vs[holder].creation_timestamp >= vs[other].creation_timestamp
     assert {vs[holder].run_id, vs[other].run_id} == {a, b}
-    assert not [m.name for m in client.search_registered_models() if registry.LOCK_INFIX in m.name]
+    assert not [m.name for m in client.search_registered_models() if promotion.LOCK_INFIX in m.name]
 
 
 # --- issue 9, item 14: names and aliases are checked before any write -------------------------------------
@@ -382,6 +382,6 @@ def test_bad_name_or_alias_writes_nothing_and_names_the_users_model(store, model
         res = promote_cli(uri, run_id, "--model", model, "--alias", alias, *dry)
         assert res.exit_code == 2, res.output
         assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
-        assert says in res.output and registry.LOCK_INFIX not in res.output, res.output
+        assert says in res.output and promotion.LOCK_INFIX not in res.output, res.output
     names = [m.name for m in client.search_registered_models()]
-    assert not any(n == model or n.startswith(model + registry.LOCK_INFIX) for n in names), names
+    assert not any(n == model or n.startswith(model + promotion.LOCK_INFIX) for n in names), names
