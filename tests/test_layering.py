@@ -19,7 +19,7 @@ LAYERS = [  # (layer, module prefixes); the longest matching prefix decides
     ("backend", ["backend"]),
     ("recording", ["model", "tracking.spool", "tracking.publisher", "tracking.run_open", "telemetry.system"]),
     ("judging", ["compare", "guard", "run_artifacts"]),
-    ("operations", ["importers", "registry", "preflight", "config"]),
+    ("operations", ["importers", "promotion", "preflight", "config"]),
     ("training", ["tracker", "trainer"]),
     ("applications", ["probe"]),
     ("cli", ["cli", ""]),  # "" : the package itself (its __init__)

@@ -92,7 +92,7 @@ def test_the_ddp_hand_on_does_not_outlive_the_training():
 
 
 def test_train_builds_its_settings_from_the_validated_section(synthetic_data):
-    from sai_mlflow.cli.train import _settings
+    from sai_mlflow.app.train import settings as _settings
 
     cfg = load_config(None, [f"data={synthetic_data}", "model=yolov8n.yaml", "tracking.memory_interval_s=2",
                              "guard.stop_on=[memory_over_limit]"])

@@ -55,15 +55,14 @@ def _mlflow_message(e) -> str:
 @contextmanager
 def store_refusals(uri: str, what: str = ""):
     """An MLflow 401/403 met mid-command, said with the store and what was refused; the rest goes to the boundary."""
-    from ..tracking.store import config_error
+    from ..app.store import refusals
+    from ..errors import StoreConfigError
 
     try:
-        yield
-    except Exception as e:
-        refused = config_error(e, uri, what)
-        if refused is None:
-            raise
-        raise UsageError(str(refused)) from None
+        with refusals(uri, what):
+            yield
+    except StoreConfigError as e:
+        raise UsageError(str(e)) from None
 
 
 def to_usage_error(e: BaseException) -> UsageError:
@@ -108,6 +107,13 @@ def redacted_output():
         sys.stdout, sys.stderr = saved
 
 
+def stderr_console():
+    """Progress, findings and where a run is go to stderr (stdout stays Ultralytics', or the JSON's)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 @contextmanager
 def error_boundary():
     try:
@@ -115,6 +121,8 @@ def error_boundary():
             yield
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
+    except UserError as e:  # a flow's refusal (sai_mlflow/app): one line even with SAI_MLFLOW_DEBUG set
+        raise to_usage_error(e) from None
     except Exception as e:
         if os.environ.get("SAI_MLFLOW_DEBUG"):
             raise

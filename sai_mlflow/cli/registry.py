@@ -84,7 +84,7 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     """
     from rich.console import Console
 
-    from .. import registry
+    from .. import promotion as registry
     from ..backend import is_store_error
     from ..compare.policy import PolicyError, load_policy
     from ..tracking.store import config_error, make_client, resolve_tracking_uri
