@@ -19,9 +19,10 @@ LAYERS = [  # (layer, module prefixes); the longest matching prefix decides
     ("backend", ["backend"]),
     ("recording", ["model", "tracking.spool", "tracking.publisher", "tracking.run_open", "telemetry.system"]),
     ("judging", ["compare", "guard", "run_artifacts"]),
-    ("operations", ["importers", "promotion", "preflight", "config"]),
+    ("operations", ["importers", "promotion", "preflight", "config", "starters"]),
     ("training", ["tracker", "trainer"]),
-    ("applications", ["probe"]),
+    ("probing", ["probe"]),
+    ("app", ["app"]),  # the flows: train, probe, preflight, compare, promote
     ("cli", ["cli", ""]),  # "" : the package itself (its __init__)
 ]
 
@@ -164,3 +165,11 @@ def test_readme_layout_table_names_every_room():
                    if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").is_file()))
     missing = [r for r in rooms if f"`sai_mlflow/{r}" not in table]
     assert missing == [], f"README's layout table does not name: {missing}"
+
+
+def test_a_command_imports_no_other_command():
+    """`cli/*` modules share only the boundary; what two commands share is a flow in `app/` or a room below."""
+    edges = _graph()
+    crossing = sorted((m, t) for m, ts in edges.items() if m.startswith("cli.")
+                      for t in ts if t.startswith("cli.") and t != "cli.boundary")
+    assert crossing == [], f"a command imports another command: {crossing}"

@@ -10,7 +10,7 @@ import sys
 import click
 
 from ..ui_links import UI_URL_HELP
-from .boundary import TABLE_WIDTH, GuardedCommand, PolicyFlag, UsageError, plot_file, store_refusals
+from .boundary import TABLE_WIDTH, GuardedCommand, PolicyFlag, UsageError, plot_file
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 
@@ -25,24 +25,6 @@ def check_writable_file(path: str, option: str) -> None:
         raise UsageError(f"{option} {path}: folder {folder} does not exist; create it or choose another path")
     if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path}: cannot write there (permission denied); choose another path")
-
-
-def _client(tracking_uri: str | None, create: bool = True):
-    from ..tracking.store import make_client, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    with store_refusals(uri):
-        return make_client(uri, create=create)  # create=False: a missing sqlite store is refused, not made
-
-
-def _reader(tracking_uri: str | None):
-    """The store's fastest reader (SQL, REST, else MLflow's client): reading imports no `mlflow` where it can."""
-    from ..backend.read_choice import reader_for
-    from ..tracking.store import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    with store_refusals(uri):
-        return uri, reader_for(uri)
 
 
 @click.command("compare-runs", cls=GuardedCommand, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,55 +59,25 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
 
     RUN_IDS compare those runs; otherwise the runs of --experiment (optionally --filter).
     """
+    from ..app import compare as flow
     from ..compare import render
-    from ..compare.decision import decide
-    from ..compare.loader import InputError, load_records, plot_series, split_evidence
-    from ..compare.policy import PolicyError, load_policy
-    from ..tracking.store import resolve_experiment
 
     if run_ids and (experiment or filter_string):
         raise UsageError("give run ids, or --experiment [--filter], not both")
     if plot_file:
         check_writable_file(plot_file, "--plot")
-    try:
-        policy = load_policy(policy_file, {
-            "max_memory_fraction": max_memory_fraction, "max_map_drop": max_map_drop,
-            "max_leak_gib_per_hour": max_leak_gib_per_hour, "max_data_wait_fraction": max_data_wait_fraction,
-            "max_slowdown": max_slowdown})
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
-    uri, reader = _reader(tracking_uri)
-    exp = None if run_ids else resolve_experiment(experiment)
-    try:
-        with store_refusals(uri, "reading these runs"):
-            records = load_records(reader, run_ids, exp, filter_string, policy, progress=sys.stderr.isatty())
-    except InputError as e:
-        raise UsageError(str(e)) from None
-    records, probes = split_evidence(records)
-    if not records:
-        raise UsageError(f"only probe runs here ({len(probes)}): probes are evidence, not trainings; "
-                         "read their session with `sai-mlflow probe`'s report, or compare finished trainings")
-    decision = decide(records, policy, evidence=probes)
-    from ..ui_links import RELATIVE, run_url, ui_base
-
-    links = _links(ui_base(ui_url, uri), decision)
-    series = plot_series(reader, records) if (plot_file or log_report) else None
-    client = _client(uri) if (log_report or tag_runs) else None  # writing: MLflow's client
-    if log_report:
-        from ..compare.publish import log_report as write_report
-        from ..tracking.store import get_or_create_experiment
-
-        exp_id = records[0].experiment_id if run_ids else get_or_create_experiment(client, exp)
-        try:  # what is stored inside MLflow links relatively (any host, any port)
-            rid = write_report(client, decision, exp_id, series, {"links": _public(_links(RELATIVE, decision))})
-        except Exception as e:  # a read-only or failing store: say so in one line, no traceback
-            raise UsageError(f"could not log the decision run ({type(e).__name__}: {str(e)[:300]})") from None
-        links["decision_run"] = run_url(links["ui"], exp_id, rid)
+    judged = flow.judge(run_ids, experiment, filter_string, {
+        "max_memory_fraction": max_memory_fraction, "max_map_drop": max_map_drop,
+        "max_leak_gib_per_hour": max_leak_gib_per_hour, "max_data_wait_fraction": max_data_wait_fraction,
+        "max_slowdown": max_slowdown}, policy_file, tracking_uri=tracking_uri, ui_url=ui_url,
+        want_series=bool(plot_file), log_report=log_report, tag_runs=tag_runs)
+    decision, links = judged.decision, judged.links
 
     if fmt == "json":
         import json
 
-        click.echo(json.dumps({**render.to_json_obj(decision), "links": _public(links)}, indent=2, ensure_ascii=False))
+        click.echo(json.dumps({**render.to_json_obj(decision), "links": flow.public(links)}, indent=2,
+                              ensure_ascii=False))
     elif fmt == "markdown":
         click.echo(render.to_markdown(decision) + "\n" + _links_text(links, markdown=True), nl=False)
     else:
@@ -138,40 +90,16 @@ def compare_runs(run_ids, experiment, filter_string, policy_file, fmt, plot_file
         click.echo(_links_text(links))  # not through rich: a link must never be folded or cropped
 
     if plot_file:
-        render.plot(decision, series, plot_file)
+        render.plot(decision, judged.series, plot_file)
         click.echo(f"plot written to {plot_file}", err=True)
     if tag_runs:
-        from ..compare.publish import tag_runs as write_tags
         from ..keys import TAG_REASONS, TAG_VERDICT
 
-        try:
-            with store_refusals(client.tracking_uri, "tagging these runs"):
-                n = write_tags(client, decision, run_url(RELATIVE, exp_id, rid) if log_report else None)
-        except UsageError:
-            raise
-        except Exception as e:
-            raise UsageError(f"could not write the verdict tags ({type(e).__name__}: {str(e)[:300]})") from None
+        n = flow.tag_runs(judged)
         click.echo(f"tagged {n} runs ({TAG_VERDICT}, {TAG_REASONS}, description)", err=True)
     if log_report:
         click.echo(f"decision run logged: {links['decision_run']}", err=True)
     sys.exit(decision.exit_code)
-
-
-def _links(ui: str, decision) -> dict:
-    """Deep links for a decision: the compare view of exactly the judged runs, and each run."""
-    from ..ui_links import compare_url, run_url
-
-    recs = [v.record for v in decision.verdicts]
-    return {"ui": ui,
-            "compare": compare_url(ui, [r.experiment_id or "0" for r in recs], [r.run_id for r in recs]),
-            "recommended": (run_url(ui, decision.recommended.record.experiment_id or "0", decision.recommended.run_id)
-                            if decision.recommended is not None else None),
-            "decision_run": None,
-            "runs": {r.run_id: run_url(ui, r.experiment_id or "0", r.run_id) for r in recs}}
-
-
-def _public(links: dict) -> dict:
-    return {k: v for k, v in links.items() if k != "ui"}
 
 
 def _links_text(links: dict, markdown: bool = False) -> str:
@@ -193,22 +121,15 @@ def _links_text(links: dict, markdown: bool = False) -> str:
 @click.option("--ui-url", help=UI_URL_HELP)
 def import_history(files, experiment, tracking_uri, ui_url):
     """Log runs described in a history YAML file (docs/history-format.md) as MLflow runs (run_kind=replay)."""
-    from ..importers import ImportFailed
-    from ..importers.history_file import import_history_file
-    from ..starters import resolve
+    from ..app import compare as flow
+    from ..app.store import client_for
     from ..ui_links import run_url, ui_base
 
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     ui = ui_base(ui_url, client.tracking_uri)
-    for f in files:
-        try:
-            with store_refusals(client.tracking_uri, "writing runs"):
-                results = import_history_file(client, resolve(f), experiment)
-        except ImportFailed as e:
-            raise UsageError(str(e)) from None
-        for res in results:
-            click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
-            click.echo(f"{'':>16}  {run_url(ui, res.experiment_id, res.run_id)}")
+    for res in flow.import_history(client, files, experiment):
+        click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
+        click.echo(f"{'':>16}  {run_url(ui, res.experiment_id, res.run_id)}")
 
 
 @click.command("import-ultralytics")
@@ -219,19 +140,12 @@ def import_history(files, experiment, tracking_uri, ui_url):
 @click.option("--no-weights", is_flag=True, help="Do not upload weights/*.pt as artifacts.")
 def import_ultralytics(run_dirs, experiment, tracking_uri, ui_url, no_weights):
     """Log existing Ultralytics run dirs (args.yaml + results.csv + weights) as MLflow runs (run_kind=import)."""
-    from ..importers import ImportFailed
-    from ..importers.ultralytics_dir import import_run_dir
-    from ..tracking.store import resolve_experiment
+    from ..app import compare as flow
+    from ..app.store import client_for
     from ..ui_links import run_url, ui_base
 
-    client = _client(tracking_uri)
-    exp = resolve_experiment(experiment)
-    for d in run_dirs:
-        try:
-            with store_refusals(client.tracking_uri, "writing runs"):
-                res = import_run_dir(client, d, exp, weights=not no_weights)
-        except ImportFailed as e:
-            raise UsageError(str(e)) from None
+    client = client_for(tracking_uri)
+    for res in flow.import_ultralytics(client, run_dirs, experiment, weights=not no_weights):
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
         click.echo(f"{'':>16}  {run_url(ui_base(ui_url, client.tracking_uri), res.experiment_id, res.run_id)}")
 

@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..ui_links import UI_URL_HELP
-from .boundary import TABLE_WIDTH, UsageError, given, store_refusals
+from .boundary import TABLE_WIDTH, given
 
 TRACKING_URI_HELP = "MLflow tracking URI (else MLFLOW_TRACKING_URI, else sqlite under ./mlruns)."
 
@@ -84,42 +84,12 @@ def promote(run_id, model_name, alias, dry_run, force, allow_dataset_change, rol
     """
     from rich.console import Console
 
-    from .. import promotion as registry
-    from ..backend import is_store_error
-    from ..compare.policy import PolicyError, load_policy
-    from ..tracking.store import config_error, make_client, resolve_tracking_uri
+    from ..app.promote import promote as flow
     from ..ui_links import model_version_url, ui_base
 
-    if rollback and run_id:
-        raise UsageError("--rollback moves the alias back to its previous holder; it takes no RUN_ID")
-    if rollback and (force or allow_dataset_change):
-        raise UsageError("--force and --allow-dataset-change do not apply to --rollback")
-    if not rollback and not run_id:
-        raise UsageError("give the RUN_ID to promote (or --rollback)")
-    try:
-        policy = load_policy(policy_file)
-    except PolicyError as e:
-        raise UsageError(str(e)) from None
-    uri = resolve_tracking_uri(tracking_uri)
-    with store_refusals(uri):
-        client = make_client(uri, create=False)  # promotion needs a run: a missing store is not created
-    try:
-        if rollback:
-            outcome = registry.rollback(client, model_name, alias, dry_run=dry_run)
-            outcome_model = model_name
-        else:
-            outcome = registry.promote(client, run_id, model_name, alias, policy, force=force, dry_run=dry_run,
-                                       allow_dataset_change=allow_dataset_change)
-            outcome_model = None
-    except registry.PromotionError as e:
-        raise UsageError(str(e)) from None
-    except Exception as e:
-        if not is_store_error(e):
-            raise
-        refused = config_error(e, uri, f"registering a version of '{model_name}' or moving @{alias}")
-        if refused is not None:
-            raise UsageError(f"{refused}; nothing was written") from None
-        raise UsageError(f"MLflow error: {getattr(e, 'message', e)}") from None  # redacted by UsageError
+    outcome, uri = flow(run_id, model_name, alias, rollback=rollback, dry_run=dry_run, force=force,
+                        allow_dataset_change=allow_dataset_change, tracking_uri=tracking_uri, policy_file=policy_file)
+    outcome_model = model_name if rollback else None
     console = Console(width=width) if width else Console()
     if outcome_model is not None:
         console.print(HEADLINES[outcome.action].format(model=model_name, alias=alias, version=outcome.version,
