@@ -8,7 +8,7 @@ from .mlflow_write import RunWriter, http_status
 
 class MlflowBackend:
     def __init__(self, uri: str, client=None) -> None:
-        from ..tracking.store import make_client
+        from .mlflow_store import make_client
 
         self.uri = uri
         self.client = client if client is not None else make_client(uri)
@@ -20,7 +20,7 @@ class MlflowBackend:
 
     # --- runs ---
     def experiment_id(self, name: str, artifact_location: str | None = None) -> str:
-        from ..tracking.store import get_or_create_experiment
+        from .mlflow_store import get_or_create_experiment
 
         return get_or_create_experiment(self.client, name, artifact_location)
 

@@ -31,7 +31,8 @@ class ModelNotFound(LookupError):
 
 def _client(client_or_uri):
     if isinstance(client_or_uri, str) or client_or_uri is None:
-        from ..tracking.store import make_client, resolve_tracking_uri
+        from ..tracking.address import resolve_tracking_uri
+        from .mlflow_store import make_client
 
         return make_client(resolve_tracking_uri(client_or_uri))
     return client_or_uri

@@ -55,7 +55,7 @@ class RunWriter:
                               tags=[RunTag(k, v) for k, v in tags.items()])
 
     def probe(self) -> None:
-        from ..tracking.store import probe
+        from ..tracking.address import probe
 
         probe(self.client.tracking_uri, timeout_s=min(3.0, self.timeout_s))
 
@@ -129,3 +129,15 @@ def log_dataset(client, run_id: str, name: str, digest: str, source: str, contex
     client.log_inputs(run_id, datasets=[DatasetInput(Dataset(name=name, digest=digest, source_type="local",
                                                              source=source),
                                                      tags=[InputTag("mlflow.data.context", context)])])
+
+
+def log_records(client, run_id: str, metrics=(), params: dict | None = None, tags: dict | None = None) -> int:
+    """Plain records through the client (its own retries), cut into requests MLflow accepts; returns the call
+    count. metrics: (key, value, timestamp ms, step); params and tags: text by key."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from ..tracking.batching import log_batch_chunked
+
+    return log_batch_chunked(client, run_id, metrics=[Metric(k, v, ts, s) for k, v, ts, s in metrics],
+                             params=[Param(k, v) for k, v in (params or {}).items()],
+                             tags=[RunTag(k, v) for k, v in (tags or {}).items()])

@@ -32,7 +32,7 @@ class MlflowReader:
     @property
     def client(self):
         if self._client is None:
-            from ..tracking.store import make_client
+            from .mlflow_store import make_client
 
             self._client = make_client(self._uri, create=False)  # reading never creates a store
         return self._client

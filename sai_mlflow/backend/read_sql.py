@@ -69,7 +69,8 @@ class _Alchemy:
 def sql_reader(uri: str) -> SqlReader | None:
     """A SqlReader for a sqlite file or PostgreSQL database holding MLflow's schema; None for anything
     else (a missing file, options in the URI, another database, another schema): MLflow's client reads those."""
-    from ..tracking.store import check_store, scheme_of
+    from ..tracking.address import scheme_of
+    from .mlflow_store import check_store
 
     scheme = scheme_of(uri)
     if scheme == "sqlite":

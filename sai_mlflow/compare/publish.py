@@ -39,15 +39,14 @@ def links_md(d: Decision, ui: str = RELATIVE) -> str:
 
 def tag_runs(client, d: Decision, report_url: str | None = None) -> int:
     """Verdict tags and description on every judged run; returns how many were written."""
-    from mlflow.entities import RunTag
+    from ..backend import log_records
 
     describe = render.describer(d.verdicts)
     for v in d.verdicts:
         line = render.verdict_line(v, d, describe) + (f" [Decision report]({report_url})" if report_url else "")
         old = client.get_run(v.run_id).data.tags.get(K.TAG_DESCRIPTION)
-        client.log_batch(v.run_id, tags=[RunTag(K.TAG_VERDICT, v.verdict),
-                                         RunTag(K.TAG_REASONS, ",".join(v.codes()) or "none"),
-                                         RunTag(K.TAG_DESCRIPTION, with_verdict(old, line))])
+        log_records(client, v.run_id, tags={K.TAG_VERDICT: v.verdict, K.TAG_REASONS: ",".join(v.codes()) or "none",
+                                            K.TAG_DESCRIPTION: with_verdict(old, line)})
     return len(d.verdicts)
 
 
@@ -71,9 +70,7 @@ def find_report(client, experiment_id: str, judged: str) -> str | None:
 
 def log_report(client, d: Decision, experiment_id: str, series: dict | None, extra_json: dict | None = None) -> str:
     """Create (or, for the same judged runs, update) the decision run with its artifacts; returns its run id."""
-    from mlflow.entities import RunTag
-
-    from ..tracking.context import source_tags
+    from ..backend import log_records, source_tags
 
     rec = d.recommended.run_id if d.recommended is not None else "none"
     judged = judged_runs_tag(d)
@@ -86,7 +83,7 @@ def log_report(client, d: Decision, experiment_id: str, series: dict | None, ext
         client.update_run(rid, status="RUNNING", name=decision_run_name(d))
     body = f"{render.verdict_paragraph(d)}\n\n**Judged runs**\n\n{links_md(d)}\n"
     try:
-        client.log_batch(rid, tags=[RunTag(K.TAG_DESCRIPTION, body[:50000]), RunTag(K.TAG_RECOMMENDED_RUN, rec)])
+        log_records(client, rid, tags={K.TAG_DESCRIPTION: body[:50000], K.TAG_RECOMMENDED_RUN: rec})
         with tempfile.TemporaryDirectory(prefix="sai_decision_") as tmp:
             out = Path(tmp)
             md = render.to_markdown(d) + "\n## Judged runs\n\n" + links_md(d) + "\n"

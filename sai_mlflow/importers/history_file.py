@@ -417,10 +417,7 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
     The whole file is validated and every run built before anything is written; a run whose writing
     fails is deleted again (its fingerprint is the last thing set), so importing again works.
     """
-    from mlflow.entities import Metric, Param, RunTag
-
-    from ..tracking.batching import log_batch_chunked
-    from ..tracking.context import source_tags
+    from ..backend import log_records, source_tags
     from ..tracking.store import get_or_create_experiment, resolve_experiment
     from . import provenance
 
@@ -450,10 +447,9 @@ def import_history_file(client, path: str | Path, experiment: str | None = None)
         if spec.epochs_planned:
             params.setdefault("epochs", spec.epochs_planned)
         params = redact_mapping({K.sanitize_key(str(k)): param_text(v) for k, v in params.items()})
-        metrics = [Metric(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics]
+        metrics = [(k, v, int(t0 * 1000) + ts, step) for k, v, ts, step in tl.metrics]
         with atomic_run(client, exp_id, spec.name, int(t0 * 1000), fp, tags=source_tags()) as rid:
-            log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                              tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
+            log_records(client, rid, metrics=metrics, params=params, tags=redact_mapping(tags))
             with tempfile.TemporaryDirectory() as tmp:  # a redacted copy, same lines: never the raw file
                 copy = redacted_yaml_copy(path, Path(tmp) / redact_text(Path(path).name))
                 client.log_artifact(rid, str(copy), K.ARTIFACT_HISTORY_DIR)

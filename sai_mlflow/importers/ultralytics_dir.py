@@ -64,10 +64,8 @@ def _digest(data: Any) -> str | None:
 
 def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool = True) -> ImportResult:
     import yaml
-    from mlflow.entities import Metric, Param, RunTag
 
-    from ..tracking.batching import log_batch_chunked
-    from ..tracking.context import source_tags
+    from ..backend import log_records, source_tags
     from ..tracking.store import get_or_create_experiment
 
     d = Path(run_dir)
@@ -98,11 +96,11 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
     t0 = args_file.stat().st_mtime
     times = U.cumulative_times(rows)
     durations = U.epoch_durations(times) if times else []
-    metrics: list[Metric] = []
+    metrics: list[tuple[str, float, int, int]] = []
 
     def add(key: str, value: float, t_s: float, step: int) -> None:
         if value is not None and math.isfinite(value):
-            metrics.append(Metric(key, float(value), int(t_s * 1000), int(step)))
+            metrics.append((key, float(value), int(t_s * 1000), int(step)))
 
     for i, r in enumerate(rows):
         ep = int(r["epoch"])
@@ -140,8 +138,7 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
 
     with (atomic_run(client, exp_id, str(name), int(t0 * 1000), fp, tags=source_tags()) as rid,
           tempfile.TemporaryDirectory() as tmp):
-        log_batch_chunked(client, rid, metrics=metrics, params=[Param(k, v) for k, v in params.items()],
-                          tags=[RunTag(k, v) for k, v in redact_mapping(tags).items()])
+        log_records(client, rid, metrics=metrics, params=params, tags=redact_mapping(tags))
         client.log_artifact(rid, str(redacted_yaml_copy(args_file, Path(tmp) / "args.yaml")))  # never the raw file
         if csv_file.is_file():
             client.log_artifact(rid, str(csv_file))

@@ -54,10 +54,10 @@ def _log_projection(tracker, trainer, full: dict) -> None:
         map50=tracker.map50, map50_95=tracker.map50_95, epochs_completed=tracker.last_train_epoch,
         epochs_planned=full["epochs"], batches_per_epoch=bpe, val_s=[val_s],
     ))
-    from mlflow.entities import Metric
+    from ..backend import log_records
 
     ts = int(time.time() * 1000) + 1  # later than the tracker's own summary: this one is the latest
-    tracker.client.log_batch(tracker.run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in summary.items()])
+    log_records(tracker.client, tracker.run_id, metrics=[(k, float(v), ts, 0) for k, v in summary.items()])
 
 
 def main(spec_path: str) -> int:

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import keys as K
-from ..backend import TrackingBackend, backend_for
+from ..backend import TrackingBackend, backend_for, source_tags
 from ..log import warn
-from .context import source_tags
+from .address import config_error
 from .settings import TrackingSettings
 from .sink import Sink
 from .spool import LOCAL_PREFIX, SpoolingSink, new_local_run_id
-from .store import config_error
 
 
 @dataclass

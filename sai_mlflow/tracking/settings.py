@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ..config import TrackingSection
 from ..keys import ENV_RUN_ID
-from .store import resolve_experiment, resolve_tracking_uri
+from .address import resolve_experiment, resolve_tracking_uri
 
 ENV_SETTINGS = "SAI_MLFLOW_SETTINGS"
 MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "experiment": "MLFLOW_EXPERIMENT_NAME"}  # MLflow's own

@@ -58,7 +58,7 @@ def _ensure_run(backend, spool: Spool, meta: dict) -> tuple[str, bool]:
         break
     created = False
     if run_id is None:
-        from ..store import resolve_experiment
+        from ..address import resolve_experiment
 
         experiment = meta.get("experiment") or resolve_experiment()
         run_id = backend.find_run(experiment, K.TAG_LOCAL_RUN_ID, spool.run_id)
@@ -113,7 +113,7 @@ def sync_spool(spool: Spool, tracking_uri: str | None = None, dry_run: bool = Fa
             return res
         meta = spool.meta()
         from ...backend import backend_for
-        from ..store import resolve_tracking_uri, with_credentials
+        from ..address import resolve_tracking_uri, with_credentials
 
         # meta.json holds the URI without its password: MLFLOW_TRACKING_URI (or PGPASSWORD) supplies it
         uri = tracking_uri or with_credentials(meta.get("tracking_uri") or "") or resolve_tracking_uri()
