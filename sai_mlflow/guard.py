@@ -121,8 +121,8 @@ def _steady(samples: Sequence[tuple[int, float]]) -> list[tuple[float, float]]:
 
 def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, float]) -> RunRecord:
     """A live run's RunRecord, from the tracker's own state: what compare-runs would load for it now."""
-    tags = dict(getattr(tracker, "setup_tags", {}) or {})
-    tags.setdefault(K.TAG_BATCH_SIZE, tracker.requested_batch)  # the request as tagged (AutoBatch: -1, 0.7)
+    tags = dict(tracker.state.setup_tags or {})
+    tags.setdefault(K.TAG_BATCH_SIZE, tracker.state.requested_batch)  # the request as tagged (AutoBatch: -1, 0.7)
     tags[K.TAG_BATCH_SIZE_EFFECTIVE] = int(trainer.batch_size)  # what it trains with now
     samples = list(tracker.monitor.samples)
     series = dict(map50)

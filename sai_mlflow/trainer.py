@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, RANK
 from ultralytics.utils import callbacks as ul_callbacks
 
+from .backend import backend_for, source_tags
 from .errors import StoreConfigError
 from .log import warn
 from .telemetry.ranks import gather_epoch_peaks
-from .tracker import RunTracker
-from .tracking.context import source_tags
 from .tracking.settings import SettingsError, TrackingSettings, hand_on, restored_settings
-from .tracking.store import get_or_create_experiment, make_client
+from .training import RunTracker
 
 ULTRALYTICS_MLFLOW_MODULE = "ultralytics.utils.callbacks.mlflow"
 
@@ -217,14 +217,14 @@ class TrackedDetectionTrainer(DetectionTrainer):
         """DDP: the launcher creates the run so every worker attaches to the same one via the environment."""
         try:
             s = TrackingSettings.from_env()
-            client = make_client(s.tracking_uri)
+            backend = backend_for(s.tracking_uri)
             if not s.run_id:
-                exp = get_or_create_experiment(client, s.experiment, s.artifact_location or None)
                 # train's preflight findings: set on this trainer, which the workers do not inherit
                 tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
-                s.run_id = client.create_run(exp, run_name=s.run_name or self.args.name, tags=tags).info.run_id
+                s.run_id = backend.create_run(s.experiment, s.run_name or self.args.name, tags,
+                                              s.artifact_location or None).run_id
             hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
-            return client, s.run_id
+            return backend, s.run_id
         except (StoreConfigError, SettingsError):
             raise
         except Exception as e:
@@ -241,7 +241,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
             if t is not None:
                 t.finish(self, terminal)
             elif ddp_run is not None:
-                client, run_id = ddp_run
-                client.set_terminated(run_id, status)
+                backend, run_id = ddp_run
+                backend.writer(run_id).terminate(status, int(time.time() * 1000))
         except Exception as e:
             warn(f"sai_mlflow: closing the run failed ({type(e).__name__}: {e})")

@@ -17,9 +17,9 @@ from sai_mlflow import keys as K
 from sai_mlflow.telemetry.memory import nvml_target, run_cuda_indices
 from sai_mlflow.telemetry.monitor import MemoryMonitor
 from sai_mlflow.telemetry.ranks import largest_peaks
-from sai_mlflow.tracker import RunTracker, devices_of
 from sai_mlflow.tracking.settings import TrackingSettings
 from sai_mlflow.tracking.sink import MemorySink
+from sai_mlflow.training import RunTracker, devices_of
 
 
 def stand_in_trainer(tmp_path, synthetic_data):

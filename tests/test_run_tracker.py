@@ -12,9 +12,9 @@ import pytest
 
 from sai_mlflow import keys as K
 from sai_mlflow.telemetry.epoch import EpochInputs, epoch_metrics
-from sai_mlflow.tracker import RunTracker
 from sai_mlflow.tracking.settings import TrackingSettings
 from sai_mlflow.tracking.sink import MemorySink
+from sai_mlflow.training import RunTracker
 
 BATCHES, EPOCHS = 4, 2
 

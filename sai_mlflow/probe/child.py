@@ -41,21 +41,14 @@ class ProbeTrainer(TrackedDetectionTrainer):
 
 
 def _log_projection(tracker, trainer, full: dict) -> None:
-    from ..telemetry.summary import SummaryInputs, compute_summary
+    from ..backend import log_records
     from .plan import full_run_plan
 
-    rows = list(tracker.clock.rows)
+    state = tracker.state
     eff = int(trainer.batch_size)
-    bpe, val_s = full_run_plan(eff, full["n_train"], tracker.val_seconds[-1] if tracker.val_seconds else 0.0,
+    bpe, val_s = full_run_plan(eff, full["n_train"], state.val_seconds[-1] if state.val_seconds else 0.0,
                                full["val_images_probe"], full["n_val"])
-    summary = compute_summary(SummaryInputs(
-        step_s=[w + c for w, c, _ in rows], data_wait_s=[w for w, _, _ in rows], batch_size_effective=eff,
-        peak_gib=tracker.monitor.peak_gib or None, total_gib=tracker.monitor.sampler.total_gib,
-        map50=tracker.map50, map50_95=tracker.map50_95, epochs_completed=tracker.last_train_epoch,
-        epochs_planned=full["epochs"], batches_per_epoch=bpe, val_s=[val_s],
-    ))
-    from ..backend import log_records
-
+    summary = state.summary(tracker.monitor, eff, state.last_train_epoch, full["epochs"], bpe, [val_s])
     ts = int(time.time() * 1000) + 1  # later than the tracker's own summary: this one is the latest
     log_records(tracker.client, tracker.run_id, metrics=[(k, float(v), ts, 0) for k, v in summary.items()])
 
