@@ -54,6 +54,7 @@ def _log_projection(tracker, trainer, full: dict) -> None:
 
 
 def main(spec_path: str) -> int:
+    from ..redact import redact_text
     from ..tracking.settings import TrackingSettings, environment
 
     spec = json.loads(Path(spec_path).read_text())
@@ -71,7 +72,7 @@ def main(spec_path: str) -> int:
         try:
             trainer.train()
         except Exception as e:  # recorded by the session (FAILED run, outcome), never a crash of the session
-            error = f"{type(e).__name__}: {e}"[:2000]
+            error = redact_text(f"{type(e).__name__}: {e}")[:2000]
         batch_effective = int(trainer.batch_size)
         tracker = trainer.__dict__.get("sai_tracker")
         if error is None and tracker is not None and tracker.client is not None:

@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -27,6 +28,7 @@ from pathlib import Path
 from .. import keys as K
 from ..compare.decision import Decision, decide
 from ..compare.memfit import MemoryFit
+from ..redact import redact_text
 from .plan import (
     DEFAULT_AUTO_START,
     DEFAULT_BATCHES,
@@ -82,6 +84,17 @@ class ProbeResult:
     predicted_gib: float | None = None
     error: str | None = None
     seconds: float = 0.0
+
+
+COPY_DRAIN_S = 5.0  # after the probe exits, how long its last lines may take to reach the log
+
+
+def copy_redacted(source, dest) -> None:
+    """Line by line from the probe's pipe to its log, through the one redaction rule (a data path or URL in
+    Ultralytics' output holding a password never reaches the disk)."""
+    for line in source:
+        dest.write(redact_text(line))
+        dest.flush()
 
 
 @dataclass
@@ -155,12 +168,23 @@ class Session:
                             K.TAG_DATASET_DIGEST: getattr(spec.audit, "digest", "") or ""}
         run_name = f"probe-session-{time.strftime('%Y%m%d-%H%M%S')}"
         self.run_id = client.create_run(self.exp_id, run_name=run_name, tags=self.parent_tags).info.run_id
-        self.sink = self._spool_run(self.run_id, run_name)  # a SIGKILL leaves it to `sync` (KILLED), as a training
-        base = Path(str(a.get("project") or "runs")).expanduser().resolve()
-        self.workdir = base / f"probe-{self.run_id[:8]}"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.audit_file = self.workdir / "audit.pkl"
-        self.audit_file.write_bytes(pickle.dumps(spec.audit))
+        try:
+            self.sink = self._spool_run(self.run_id, run_name)  # a SIGKILL leaves it to `sync` (KILLED)
+            base = Path(str(a.get("project") or "runs")).expanduser().resolve()
+            self.workdir = base / f"probe-{self.run_id[:8]}"
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.audit_file = self.workdir / "audit.pkl"
+            self.audit_file.write_bytes(pickle.dumps(spec.audit))
+        except BaseException:  # no session without its workdir: the run it opened is not left RUNNING
+            sink = self.__dict__.get("sink")
+            try:
+                if sink is not None:
+                    sink.terminate("FAILED")
+                else:
+                    client.set_terminated(self.run_id, "FAILED")
+            except Exception:
+                pass  # the spool (if any) still closes it at `sync`; the first error is the one to say
+            raise
 
     _current: str | None = None  # the probe run in progress
     deferred = nullcontext  # the CLI's SignalStop.deferred: a signal waits until a step is whole (probe/stop.py)
@@ -287,14 +311,18 @@ class Session:
         return res
 
     def _launch(self, spec_file: Path, log: Path) -> int:
-        """The probe process, in its own process group; its exit code (-1: timed out). Stopped by a signal,
-        its whole group is stopped (probe/stop.py) before the exception goes on to the session."""
-        proc = None
+        """The probe process, in its own process group; its exit code (-1: timed out). Its output (Ultralytics'
+        lines, DDP workers' too) reaches the log through the redaction rule. Stopped by a signal, its whole group
+        is stopped (probe/stop.py) before the exception goes on to the session."""
+        proc = copier = None
         with log.open("w") as out:
             try:
                 with self.deferred():
                     proc = subprocess.Popen([sys.executable, "-m", "sai_mlflow.probe.child", str(spec_file)],
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                            text=True, errors="replace")
+                    copier = threading.Thread(target=copy_redacted, args=(proc.stdout, out), daemon=True)
+                    copier.start()
                 return proc.wait(timeout=self.spec.timeout_s)
             except subprocess.TimeoutExpired:
                 stop_group(proc)
@@ -303,6 +331,9 @@ class Session:
                 if proc is not None:
                     stop_group(proc)
                 raise
+            finally:
+                if copier is not None:
+                    copier.join(timeout=COPY_DRAIN_S)  # a lingering grandchild holding the pipe is not waited for
 
     def _read_back(self, res: ProbeResult) -> None:
         m = self.client.get_run(res.run_id).data.metrics
