@@ -25,8 +25,9 @@ path once per round in a shuffled order (`--repeat` rounds); medians and the med
 ratios to direct sqlite are printed side by side, with the CPU seconds of the compare-runs process and (on
 Linux) of the server's processes per call, and the box's load average; the JSON of every path is checked to be
 identical (run ids read as names); then, unless --skip-naive, the naive way (search_runs + get_metric_history
-of every metric of every run) on the sqlite store. The server's CPU per call bounds what any client can reach:
-on C cores a call takes at least server CPU / C (`benchmarks/server_floor.py` splits it by request).
+of every metric of every run) on the sqlite store. The CPU per call bounds what any client can reach: on C
+cores a call through the server takes at least (server CPU + client CPU) / C, and no less than server CPU / C
+however small the client (`benchmarks/server_floor.py` splits the server's part by request).
 """
 
 from __future__ import annotations
@@ -347,11 +348,14 @@ def main() -> None:
         print(f"goal through the server within 2x of direct sqlite: "
               f"{'met' if served <= 2 * direct else 'NOT met'} ({served:.2f} s, {served / direct:.2f}x)")
         work = statistics.median(s for _, s in cpus[name])
+        client = statistics.median(c for c, _ in cpus[name])
         direct_cpu = statistics.median(c for c, _ in cpus[first])
         cores = os.cpu_count() or 1
-        print(f"the server's own CPU per call: {work:.2f} s, {work / direct_cpu:.1f}x the whole direct call's CPU "
-              f"({direct_cpu:.2f} s); on {cores} cores no client can bring a call under {work / cores:.2f} s, "
-              f"{work / cores / direct_cpu:.2f}x direct on an idle box (direct wall = its CPU) "
+        least = (work + client) / cores  # all the CPU a call needs, spread over every core at once
+        print(f"CPU per call through the server: {work:.2f} s in the server + {client:.2f} s in compare-runs, "
+              f"against {direct_cpu:.2f} s for the whole direct call; on {cores} cores a call through the server "
+              f"takes at least {least:.2f} s = {least / direct_cpu:.2f}x direct on an idle box (where direct wall = "
+              f"its CPU); the server's part alone: {work / cores / direct_cpu:.2f}x "
               f"(benchmarks/server_floor.py splits it by request)")
     if tmp and not a.keep:
         import shutil
