@@ -22,9 +22,12 @@ filled as MLflow does (latest = highest step, then timestamp, then value) -- log
 
 Timed as users run it: `compare-runs --experiment scale --format json` in a fresh process per call, each
 path once per round in a shuffled order (`--repeat` rounds); medians and the median of the per-round
-ratios to direct sqlite are printed side by side; the JSON of every path is checked to be identical (run
-ids read as names); then, unless --skip-naive, the naive way (search_runs + get_metric_history of every
-metric of every run) on the sqlite store.
+ratios to direct sqlite are printed side by side, with the CPU seconds of the compare-runs process and (on
+Linux) of the server's processes per call, and the box's load average; the JSON of every path is checked to be
+identical (run ids read as names); then, unless --skip-naive, the naive way (search_runs + get_metric_history
+of every metric of every run) on the sqlite store. The CPU per call bounds what any client can reach: on C
+cores a call through the server takes at least (server CPU + client CPU) / C, and no less than server CPU / C
+however small the client (`benchmarks/server_floor.py` splits the server's part by request).
 """
 
 from __future__ import annotations
@@ -189,23 +192,50 @@ def start_server(db: Path, workers: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("mlflow server did not start; see " + str(db.parent / "server.log"))
 
 
-def time_compare(uri: str) -> tuple[float, int, str]:
-    """One whole `compare-runs` process, as users run it."""
+def group_cpu_s(pgid: int | None) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group (Linux /proc; 0
+    elsewhere): the server's workers, which the compare-runs process's own rusage does not include."""
+    if pgid is None or not Path("/proc/self/stat").exists():
+        return 0.0
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # pgrp; utime, stime follow
+                total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def time_compare(uri: str, server_pgid: int | None = None) -> tuple[float, int, str, float, float]:
+    """One whole `compare-runs` process, as users run it: (wall s, exit code, stdout, its CPU s, the
+    server's CPU s during it)."""
+    import resource
+
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": root}
+    before, served = resource.getrusage(resource.RUSAGE_CHILDREN), group_cpu_s(server_pgid)
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "sai_mlflow.cli", "compare-runs", "--tracking-uri", uri, "--experiment",
                         EXP, "--format", "json"], capture_output=True, text=True, env=env, cwd=root)
     dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = group_cpu_s(server_pgid) - served
     if p.returncode not in (0, 3):
         raise SystemExit(f"compare-runs failed on {uri.split('@')[-1]}: {p.stderr[-1500:]}")
-    return dt, p.returncode, p.stdout
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return dt, p.returncode, p.stdout, cpu, served
 
 
 def by_name(out: str) -> dict:
     """The JSON with run ids replaced by run names, so two stores holding the same runs compare equal
-    (listed by name: every run here starts at the same instant, and stores break that tie differently)."""
+    (listed by name: every run here starts at the same instant, and stores break that tie differently).
+    `links` is left out: through a server they start at the server, which serves its own UI, and each
+    store has its own ids (tests/test_compare_e2e.py checks the links themselves)."""
     obj = json.loads(out)
+    obj.pop("links", None)
     names = {r["run_id"]: r["run_name"] for r in obj["runs"]}
     for r in obj["runs"]:
         r["run_id"] = names[r["run_id"]]
@@ -270,7 +300,10 @@ def main() -> None:
     import statistics
 
     times: dict[str, list[float]] = {name: [] for name, _ in paths}
+    cpus: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in paths}
     outputs, codes = {}, {}
+    pgid = server.pid if server is not None else None  # start_new_session: the server leads its group
+    load_before = os.getloadavg()
     try:
         for _name, uri in paths:  # one untimed call each: page caches warm for every path alike
             time_compare(uri)
@@ -278,22 +311,29 @@ def main() -> None:
             order = list(paths)
             shuffle_rng.shuffle(order)
             for name, uri in order:
-                dt, code, out = time_compare(uri)
+                dt, code, out, cpu, served = time_compare(uri, pgid if uri.startswith("http") else None)
                 times[name].append(dt)
+                cpus[name].append((cpu, served))
                 outputs[name], codes[name] = out, code
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGKILL)
+    load_after = os.getloadavg()
     first = paths[0][0]
     direct = statistics.median(times[first])
     print(f"\ncompare-runs --experiment {EXP} --format json, {a.runs} runs x ~{a.points:,} points, whole process, "
-          f"median of {max(1, a.repeat)} paired rounds:")
-    print(f"  {'path':<36} {'median':>8} {'min':>7} {'max':>7} {'vs sqlite':>9} {'per-round':>9}  exit")
+          f"median of {max(1, a.repeat)} paired rounds ({os.cpu_count()} cores; load average "
+          f"{load_before[0]:.2f} before, {load_after[0]:.2f} after):")
+    print(f"  {'path':<36} {'median':>8} {'min':>7} {'max':>7} {'vs sqlite':>9} {'per-round':>9}  exit"
+          f" {'cpu':>6} {'server cpu':>10}")
     for name, _ in paths:
         ts = times[name]
         per_round = statistics.median(t / d for t, d in zip(ts, times[first]))
+        cpu = statistics.median(c for c, _ in cpus[name])
+        served = statistics.median(s for _, s in cpus[name])
         print(f"  {name:<36} {statistics.median(ts):7.2f}s {min(ts):6.2f}s {max(ts):6.2f}s "
-              f"{statistics.median(ts) / direct:8.2f}x {per_round:8.2f}x  {codes[name]}")
+              f"{statistics.median(ts) / direct:8.2f}x {per_round:8.2f}x  {codes[name]:>4} {cpu:5.2f}s "
+              f"{served:9.2f}s")
     same = len({json.dumps(by_name(out)) for out in outputs.values()}) == 1
     print(f"  identical JSON on every path (run ids read as run names: each store has its own ids): {same}")
     verdict = json.loads(outputs[first]).get("recommended")
@@ -303,9 +343,20 @@ def main() -> None:
         print(f"naive on sqlite (search_runs + get_metric_history of every metric of every run): {n:6.2f} s, "
               f"{points:,} points; {n / direct:.1f}x compare-runs")
     if server is not None:
-        served = statistics.median(times[paths[-1][0]])
+        name = paths[-1][0]
+        served = statistics.median(times[name])
         print(f"goal through the server within 2x of direct sqlite: "
               f"{'met' if served <= 2 * direct else 'NOT met'} ({served:.2f} s, {served / direct:.2f}x)")
+        work = statistics.median(s for _, s in cpus[name])
+        client = statistics.median(c for c, _ in cpus[name])
+        direct_cpu = statistics.median(c for c, _ in cpus[first])
+        cores = os.cpu_count() or 1
+        least = (work + client) / cores  # all the CPU a call needs, spread over every core at once
+        print(f"CPU per call through the server: {work:.2f} s in the server + {client:.2f} s in compare-runs, "
+              f"against {direct_cpu:.2f} s for the whole direct call; on {cores} cores a call through the server "
+              f"takes at least {least:.2f} s = {least / direct_cpu:.2f}x direct on an idle box (where direct wall = "
+              f"its CPU); the server's part alone: {work / cores / direct_cpu:.2f}x "
+              f"(benchmarks/server_floor.py splits it by request)")
     if tmp and not a.keep:
         import shutil
 
