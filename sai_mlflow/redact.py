@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -176,3 +177,17 @@ class RedactingStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def redact_process_output() -> None:
+    """From here on, this process's stdout, stderr and Ultralytics' log handler (bound to the stream it had at
+    import) go through the rule: for a process no command boundary wraps, such as a DDP worker."""
+    import logging
+
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler.stream, RedactingStream):
+            handler.setStream(RedactingStream(handler.stream))

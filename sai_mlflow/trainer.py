@@ -22,6 +22,7 @@ from ultralytics.utils import callbacks as ul_callbacks
 from .backend import backend_for, source_tags
 from .errors import StoreConfigError
 from .log import warn
+from .redact import redact_process_output
 from .telemetry.ranks import gather_epoch_peaks
 from .tracking.settings import SettingsError, TrackingSettings, hand_on, restored_settings
 from .training import RunTracker
@@ -179,6 +180,8 @@ class TrackedDetectionTrainer(DetectionTrainer):
     """DetectionTrainer that logs the sai_mlflow metric contract to MLflow."""
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
+        if RANK != -1:  # a DDP worker: its output reaches the terminal without the launcher's redaction
+            redact_process_output()
         cbs = {k: list(v) for k, v in (_callbacks or ul_callbacks.get_default_callbacks()).items()}
         for event, fn in HOOKS.items():
             if fn not in cbs.setdefault(event, []):

@@ -9,7 +9,10 @@ the spool and everything printed.
 from __future__ import annotations
 
 import io
+import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +208,18 @@ def test_no_secret_from_a_data_path_run_name_ui_url_or_history_file_appears_anyw
     assert inputs and MARKER in inputs[0].dataset.source, inputs  # still recorded, redacted
     assert any(p.name == "summary.md" for p in _files(store / "artifacts"))
     assert any(p.parent.name == "history" and p.suffix == ".yaml" for p in _files(store / "artifacts"))
+
+
+def test_a_process_no_command_wraps_redacts_its_prints_and_ultralytics_lines():
+    """A DDP worker (TrackedDetectionTrainer in a rank >= 0) calls this: Ultralytics' handler was bound to the
+    real stdout at import, before sai_mlflow could wrap it."""
+    code = ("import sys; from ultralytics.utils import LOGGER; from sai_mlflow.redact import redact_process_output\n"
+            "redact_process_output()\n"
+            f"LOGGER.info('train: Scanning /data/password={DATA_SECRET}/labels'); print('https://bob:{UI_SECRET}@h/')\n"
+            f"print('token={RUN_SECRET}', file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    printed = r.stdout + r.stderr
+    assert "Scanning /data/" in printed and "@h/" in printed
+    assert not [s for s in (DATA_SECRET, UI_SECRET, RUN_SECRET) if s in printed], printed
