@@ -69,7 +69,7 @@ def served_store(tmp_path, client):
     finally:
         server.kill()
 
-@pytest.mark.slow
+
 def same_but_links(served: dict, direct: dict, server_uri: str) -> bool:
     """The same verdict JSON; only the printed links differ: a server serves its own UI, so they start there."""
     links = [served["links"]["compare"], *served["links"]["runs"].values()]
@@ -78,6 +78,7 @@ def same_but_links(served: dict, direct: dict, server_uri: str) -> bool:
     return strip(served) == strip(direct)
 
 
+@pytest.mark.slow  # a real mlflow server
 def test_direct_and_server_paths_give_identical_json(served_store, sqlite_uri):
     code_d, direct = judge(sqlite_uri, "--experiment", EXP)
     code_s, served = judge(served_store.uri, "--experiment", EXP)

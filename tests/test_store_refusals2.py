@@ -110,6 +110,7 @@ def _read_only(folder, argv: list[str], cwd) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, "YOLO_OFFLINE": "1"})
 
 
+@pytest.mark.slow  # two new interpreters under a private mount namespace
 @pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and unshare -m for a read-only mount")
 def test_a_read_only_store_is_read_by_compare_runs_and_preflight(tmp_path, synthetic_data):
     from sai_mlflow.tracking.store import make_client
