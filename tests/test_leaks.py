@@ -115,7 +115,7 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
         args = {"compare-runs": ["compare-runs", "--experiment", "nothing-here"],
                 "promote": ["promote", "0" * 32, "--model", "det", "--dry-run"],
                 "import-history": ["import-history", str(hist)]}[command]
-        p = run_cli(*args, "--tracking-uri", uri, cwd=tmp_path, timeout=120)
+        p = cli_in_process(*args, "--tracking-uri", uri, cwd=tmp_path)
         out = p.stdout + p.stderr
         assert p.returncode == 2, out[-2000:]
         assert "Traceback" not in out and wrong not in out and PW not in out, out[-2000:]
