@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from helpers import copy_store
 
 from sai_mlflow import keys as K
-from sai_mlflow import registry
+from sai_mlflow import promotion
 from sai_mlflow.cli import cli
 from sai_mlflow.ui_links import RELATIVE, compare_url, experiments_url, model_version_url, run_url, server_base, ui_base
 
@@ -127,7 +127,7 @@ def test_only_the_holder_says_it_holds_the_alias(seeded, tmp_path):
     def states():
         out = {}
         for mv in client.search_model_versions("name = 'det-links'"):
-            out[str(mv.version)] = (mv.tags.get(registry.TAG_ALIAS), mv.description)
+            out[str(mv.version)] = (mv.tags.get(promotion.TAG_ALIAS), mv.description)
         return out
 
     def holder():
