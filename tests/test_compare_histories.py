@@ -171,10 +171,10 @@ def test_mlflow_callback_runs_are_judged_on_what_they_have(tmp_path, synthetic_d
 
     # promote takes their model from weights/best.pt (forced: memory and the effective batch are unknown,
     # and the gates count a missing figure as a failure)
-    from sai_mlflow import registry
+    from sai_mlflow import promotion
     from sai_mlflow.compare.policy import load_policy
 
-    out = registry.promote(client, recs["b8"].run_id, "native-detector", "champion", load_policy(), force=True)
+    out = promotion.promote(client, recs["b8"].run_id, "native-detector", "champion", load_policy(), force=True)
     assert out.action == "forced" and out.evaluation.model_uri == f"runs:/{recs['b8'].run_id}/weights/best.pt"
     mv = client.get_model_version("native-detector", out.version)
     assert mv.source.endswith("weights/best.pt") and mv.run_id == recs["b8"].run_id
