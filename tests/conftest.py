@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import SEED, fresh_sqlite_store
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
@@ -53,15 +54,16 @@ def empty_mlflow_db(tmp_path_factory) -> Path:
     return db
 
 
-def fresh_sqlite_store(uri: str, template: Path) -> str:
-    """Put a copy of the empty template store at a sqlite URI's path (unless a store is there already)."""
-    import shutil
+@pytest.fixture(scope="session")
+def seed_store(tmp_path_factory, empty_mlflow_db):
+    """The seed's history (experiment sai-net-stage1, 3 runs) imported once per session: (its folder, the import
+    results). Thousands of points each; tests get their own copy (`copy_store`), never write here."""
+    from sai_mlflow.importers.history_file import import_history_file
+    from sai_mlflow.tracking.store import make_client
 
-    db = Path(uri[len("sqlite:///"):])
-    if not db.exists():
-        db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(template, db)
-    return uri
+    folder = tmp_path_factory.mktemp("seed_store")
+    uri = fresh_sqlite_store(f"sqlite:///{folder / 'mlflow.db'}", empty_mlflow_db)
+    return folder, import_history_file(make_client(uri), SEED)
 
 
 @pytest.fixture

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
+SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"  # the seed's history: judged runs without training
 EPOCHS, BATCH = 3, 8
 
 
@@ -33,6 +38,34 @@ def smoke_args(tmp: Path, data: Path, *extra: str) -> list[str]:
             "--set", f"data={data}", "--set", f"epochs={EPOCHS}", "--set", f"batch={BATCH}",
             "--set", "imgsz=64", "--set", f"project={tmp / 'runs'}", "--set", "tracking.publish_interval_s=1",
             *extra]
+
+
+def fresh_sqlite_store(uri: str, template: Path) -> str:
+    """Put a copy of the empty template store at a sqlite URI's path (unless a store is there already)."""
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, db)
+    return uri
+
+
+
+def copy_store(folder: Path, dest: Path) -> str:
+    """A copy of a sqlite store's folder (database and artifacts) at `dest`; the copy's runs and experiments keep
+    their artifacts in the copy. Returns its URI."""
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".*.init.lock"))
+    con = sqlite3.connect(dest / "mlflow.db")
+    try:
+        with con:
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+                con.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)",
+                            (folder.resolve().as_uri() + "/", dest.resolve().as_uri() + "/"))
+                left = con.execute(f"SELECT {column} FROM {table} WHERE {column} LIKE ?",
+                                   (f"%{folder.resolve()}/%",)).fetchall()
+                assert not left, left  # every artifact location of the copy is in the copy
+    finally:
+        con.close()
+    return f"sqlite:///{dest / 'mlflow.db'}"
 
 
 def free_port() -> int:
@@ -98,19 +131,67 @@ class Server:
             self.proc = None
 
 
-def cli_in_process(*args, cwd, env=None):
+class _CurrentStdout:
+    """Writes to whatever `sys.stdout` is at the time of the write (a logging handler's stream)."""
+
+    def write(self, text):
+        return sys.stdout.write(text)
+
+    def flush(self):
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def isolated_globals():
+    """What a command may change in its process, saved and put back: the environment, the working folder,
+    MLflow's tracking/registry URI and active run. And Ultralytics' log handler, bound at import to the stdout
+    of that time, follows the current stdout meanwhile: in a real `sai-mlflow` process Ultralytics is imported
+    inside the command, so its lines go through the command's redacted stdout."""
+    env, cwd = dict(os.environ), os.getcwd()
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    registry = sys.modules.get("mlflow.tracking._model_registry.utils")
+    uris = getattr(tracking, "_tracking_uri", None), getattr(registry, "_registry_uri", None)
+    handlers = [h for h in logging.getLogger("ultralytics").handlers
+                if isinstance(h, logging.StreamHandler) and h.name == "ultralytics.utils.set_logging"]
+    streams = [h.setStream(_CurrentStdout()) for h in handlers]
+    try:
+        yield
+    finally:
+        for h, stream in zip(handlers, streams):
+            h.setStream(stream)
+        fluent = sys.modules.get("mlflow.tracking.fluent")
+        while fluent is not None and fluent.active_run() is not None:  # a run a failed command left open
+            fluent.end_run("KILLED")
+        if tracking is not None:
+            tracking._tracking_uri = uris[0]
+        if registry is not None:
+            registry._registry_uri = uris[1]
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+
+
+def cli_in_process(*args, cwd, env=None, timeout=None, drop_env=(), command=None):
     """`sai-mlflow ARGS` run in this process by click's CliRunner: the same command, exit code, stdout and stderr
-    as `run_cli`, without a new interpreter importing MLflow again (seconds of CPU each). For tests where the
-    process boundary is not what is tested. Returns a CompletedProcess like `run_cli`."""
-    import contextlib
+    as `run_cli` (an exception that escapes prints its traceback to stderr, as Python would), without a new
+    interpreter importing MLflow, Ultralytics and torch again (seconds of CPU each). For tests where the process
+    boundary is not what is tested. `command`: another entry point (the standalone `compare-runs`); `timeout` is
+    accepted for `run_cli`'s signature and not enforced. Returns a CompletedProcess like `run_cli`."""
+    import traceback
 
     from click.testing import CliRunner
 
-    from sai_mlflow.cli import cli
+    if command is None:
+        from sai_mlflow.cli import cli as command
 
-    with contextlib.chdir(cwd):
-        r = CliRunner().invoke(cli, [str(a) for a in args], env={"YOLO_OFFLINE": "1", **(env or {})})
-    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
+    child_env = {"YOLO_OFFLINE": "1", **(env or {}), **{name: None for name in drop_env}}
+    with isolated_globals():
+        os.chdir(cwd)
+        r = CliRunner().invoke(command, [str(a) for a in args], env=child_env)
+    stderr = r.stderr
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*r.exc_info))
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, stderr)
 
 
 def chromium() -> str:

@@ -69,7 +69,7 @@ def served_store(tmp_path, client):
     finally:
         server.kill()
 
-@pytest.mark.slow
+
 def same_but_links(served: dict, direct: dict, server_uri: str) -> bool:
     """The same verdict JSON; only the printed links differ: a server serves its own UI, so they start there."""
     links = [served["links"]["compare"], *served["links"]["runs"].values()]
@@ -78,6 +78,7 @@ def same_but_links(served: dict, direct: dict, server_uri: str) -> bool:
     return strip(served) == strip(direct)
 
 
+@pytest.mark.slow  # a real mlflow server
 def test_direct_and_server_paths_give_identical_json(served_store, sqlite_uri):
     code_d, direct = judge(sqlite_uri, "--experiment", EXP)
     code_s, served = judge(served_store.uri, "--experiment", EXP)
@@ -170,10 +171,10 @@ def test_mlflow_callback_runs_are_judged_on_what_they_have(tmp_path, synthetic_d
 
     # promote takes their model from weights/best.pt (forced: memory and the effective batch are unknown,
     # and the gates count a missing figure as a failure)
-    from sai_mlflow import registry
+    from sai_mlflow import promotion
     from sai_mlflow.compare.policy import load_policy
 
-    out = registry.promote(client, recs["b8"].run_id, "native-detector", "champion", load_policy(), force=True)
+    out = promotion.promote(client, recs["b8"].run_id, "native-detector", "champion", load_policy(), force=True)
     assert out.action == "forced" and out.evaluation.model_uri == f"runs:/{recs['b8'].run_id}/weights/best.pt"
     mv = client.get_model_version("native-detector", out.version)
     assert mv.source.endswith("weights/best.pt") and mv.run_id == recs["b8"].run_id

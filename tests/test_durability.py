@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from helpers import Server, cli_in_process, run_cli
+from helpers import Server, cli_in_process, fresh_sqlite_store, run_cli
 
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink, list_spools, read_records, summarize
@@ -41,13 +41,14 @@ def _sync_here(tmp_path, *args):
 
 
 # --- item 1: a store that lacks the run --------------------------------------------------------------
-def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp_path):
+def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp_path, empty_mlflow_db):
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    a = make_client(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    a = make_client(fresh_sqlite_store(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}", empty_mlflow_db))
     run_id = a.create_run(get_or_create_experiment(a, "dur")).info.run_id
     sp = _spool_for(tmp_path, run_id, a.tracking_uri)
-    b_uri = f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}"  # another store (or one restored from an older backup)
+    # another store (or one restored from an older backup)
+    b_uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}", empty_mlflow_db)
     r = _sync_here(tmp_path, "--tracking-uri", b_uri)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "created: the store had no run for it" in r.stdout
@@ -61,10 +62,10 @@ def test_sync_to_a_store_that_lacks_the_run_creates_it_there_with_everything(tmp
     assert len(b.search_runs([run.info.experiment_id])) == 1
 
 
-def test_sync_to_a_deleted_run_keeps_everything_pending_and_says_why(tmp_path):
+def test_sync_to_a_deleted_run_keeps_everything_pending_and_says_why(tmp_path, empty_mlflow_db):
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", empty_mlflow_db)
     c = make_client(uri)
     run_id = c.create_run(get_or_create_experiment(c, "dur")).info.run_id
     sp = _spool_for(tmp_path, run_id, uri)
@@ -81,11 +82,11 @@ def test_sync_to_a_deleted_run_keeps_everything_pending_and_says_why(tmp_path):
     assert c.get_run(run_id).info.status == "FINISHED" and not sp.dir.exists()
 
 
-def test_content_rejections_are_set_aside_and_stay_on_disk(tmp_path):
+def test_content_rejections_are_set_aside_and_stay_on_disk(tmp_path, empty_mlflow_db):
     """A param that changed value is refused for its content: the rest goes up, the refusal stays listed."""
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", empty_mlflow_db)
     c = make_client(uri)
     run_id = c.create_run(get_or_create_experiment(c, "dur")).info.run_id
     c.log_param(run_id, "lr0", "0.5")
@@ -155,10 +156,10 @@ def test_credentials_rotated_mid_run_lose_nothing(auth_server, tmp_path, monkeyp
 
 # --- item 3: one corrupt record in the middle ---------------------------------------------------------
 @pytest.mark.parametrize("damage", ["flip one payload byte", "eight zero bytes over a header"])
-def test_a_corrupt_record_in_the_middle_costs_only_itself(tmp_path, damage):
+def test_a_corrupt_record_in_the_middle_costs_only_itself(tmp_path, damage, empty_mlflow_db):
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", empty_mlflow_db)
     c = make_client(uri)
     run_id = c.create_run(get_or_create_experiment(c, "dur")).info.run_id
     sp = _spool_for(tmp_path, run_id, uri)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, run_cli, smoke_args
+from helpers import ROOT, cli_in_process, smoke_args
 
 HIST = ROOT / "configs" / "history" / "seed_2024-08.yaml"
 
@@ -184,8 +184,8 @@ def test_a_run_whose_writing_fails_is_deleted_and_import_again_works(client, tmp
 @pytest.mark.parametrize("model", ["/nope/x.pt", "no-such-model.yaml"])
 def test_missing_model_is_refused_before_a_run_or_runs_dir(synthetic_data, tmp_path, model):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    p = run_cli(*smoke_args(tmp_path, synthetic_data, "--set", f"model={model}"), "--tracking-uri", uri,
-                cwd=tmp_path, env={"YOLO_CONFIG_DIR": str(tmp_path / "yolo-cfg")}, timeout=300)
+    p = cli_in_process(*smoke_args(tmp_path, synthetic_data, "--set", f"model={model}"), "--tracking-uri", uri,
+                       cwd=tmp_path)
     line = one_error_line(p)
     assert model in line, line
     assert not (tmp_path / "runs").exists()

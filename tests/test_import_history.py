@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import copy_store
 
 from sai_mlflow import keys as K
 from sai_mlflow.cli import cli
@@ -18,15 +19,20 @@ SEED = Path(__file__).resolve().parent.parent / "configs" / "history" / "seed_20
 
 
 @pytest.fixture
-def seeded(client):
-    res = import_history_file(client, SEED)
+def seeded(seed_store, tmp_path):
+    """A copy of the session's seed store (tests/conftest.py `seed_store`): the import results, the runs by name
+    and a client on the copy."""
+    from sai_mlflow.tracking.store import make_client
+
+    folder, res = seed_store
+    client = make_client(copy_store(folder, tmp_path / "seeded"))
     exp = client.get_experiment_by_name("sai-net-stage1")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    return res, runs
+    return res, runs, client
 
 
 def test_seed_runs_carry_the_contract_keys(seeded):
-    res, runs = seeded
+    res, runs, _ = seeded
     assert [r.action for r in res] == ["imported"] * 3
     b128 = runs["b128"]
     tags = b128.data.tags
@@ -56,8 +62,8 @@ def test_seed_runs_carry_the_contract_keys(seeded):
     assert K.SUMMARY_BEST_MAP50 not in runs["b96"].data.metrics
 
 
-def test_summary_is_compute_summary_of_the_logged_series(client, seeded):
-    _, runs = seeded
+def test_summary_is_compute_summary_of_the_logged_series(seeded):
+    _, runs, client = seeded
     r = runs["b128"]
     rid = r.info.run_id
 
@@ -77,8 +83,8 @@ def test_summary_is_compute_summary_of_the_logged_series(client, seeded):
     assert len(vals) == 5 and len(step_s) == 1465
 
 
-def test_memory_timeline_shape(client, seeded):
-    _, runs = seeded
+def test_memory_timeline_shape(seeded):
+    _, runs, client = seeded
     hist = sorted(client.get_metric_history(runs["b128"].info.run_id, K.MEMORY_USED_GIB), key=lambda m: m.step)
     values = [m.value for m in hist]
     assert values[0] == 25.0 and 35.0 in values and values.count(135.0) > 100 and max(values) == 138.0
@@ -86,7 +92,8 @@ def test_memory_timeline_shape(client, seeded):
     assert ts == sorted(ts) and ts[1] - ts[0] == 10_000  # wall clock, 10 s apart
 
 
-def test_import_is_idempotent(client, seeded):
+def test_import_is_idempotent(seeded):
+    client = seeded[2]
     again = import_history_file(client, SEED)
     assert [r.action for r in again] == ["already imported"] * 3
     exp = client.get_experiment_by_name("sai-net-stage1")
@@ -132,8 +139,8 @@ runs:
     assert {m.value for m in client.get_metric_history(run.info.run_id, K.MEMORY_TOTAL_GIB)} == {16.0}
 
 
-def test_a_replay_says_what_is_measured_and_what_is_generated(client, seeded):
-    _, runs = seeded
+def test_a_replay_says_what_is_measured_and_what_is_generated(seeded):
+    _, runs, client = seeded
     b128 = runs["b128"]
     desc = b128.data.tags[K.TAG_DESCRIPTION]
     lines = SEED.read_text().splitlines()
@@ -175,7 +182,8 @@ def test_missing_file(tmp_path):
         parse(tmp_path / "nope.yaml")
 
 
-def test_records_of_the_seed(client, seeded):
+def test_records_of_the_seed(seeded):
+    client = seeded[2]
     from sai_mlflow.compare.loader import load_records
     from sai_mlflow.compare.policy import Policy
 

@@ -106,7 +106,7 @@ def test_results_csv_with_padded_headers(tmp_path):
     (lambda d: ((d / "args.yaml").write_text("batch: 8\n"), (d / "results.csv").write_text("x,y\n1,2\n")),
      "no 'epoch' column"),
 ])
-def test_bad_dirs_exit_2(sqlite_uri, tmp_path, setup, needle):
+def test_bad_dirs_exit_2(sqlite_uri, client, tmp_path, setup, needle):  # client: the store exists (no migration)
     d = tmp_path / "run"
     d.mkdir()
     setup(d)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, Server, free_port, run_cli
+from helpers import ROOT, Server, cli_in_process, free_port, run_cli
 
 PW = "S3cr3t-Pw-9b-xyzzy"
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a GitHub token shape
@@ -60,9 +60,9 @@ def run_everything(client, run) -> tuple[dict[str, str], list[Path]]:
     return texts, list(files_under(local))
 
 
-@pytest.mark.slow
 # --- item 10: credentials in an HTTP tracking URI ----------------------------------------------------
 
+@pytest.mark.slow
 def test_training_with_credentials_in_the_uri_is_tracked_and_leaks_nothing(auth_server, synthetic_data, tmp_path):
     from helpers import smoke_args
 
@@ -115,7 +115,7 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
         args = {"compare-runs": ["compare-runs", "--experiment", "nothing-here"],
                 "promote": ["promote", "0" * 32, "--model", "det", "--dry-run"],
                 "import-history": ["import-history", str(hist)]}[command]
-        p = run_cli(*args, "--tracking-uri", uri, cwd=tmp_path, timeout=120)
+        p = cli_in_process(*args, "--tracking-uri", uri, cwd=tmp_path)
         out = p.stdout + p.stderr
         assert p.returncode == 2, out[-2000:]
         assert "Traceback" not in out and wrong not in out and PW not in out, out[-2000:]
@@ -124,7 +124,6 @@ def test_wrong_or_missing_credentials_one_line_no_echo(auth_server, tmp_path, co
         assert "credentials" in errors[0] or "401" in errors[0] or "refused" in errors[0], errors[0]
 
 @pytest.mark.slow
-
 def test_import_to_a_uri_with_credentials_prints_no_password(auth_server, tmp_path):
     """MLflow's client prints "View run … at: <URI>" on set_terminated, user:password included."""
     p = run_cli("import-history", str(ROOT / "configs" / "history" / "seed_2024-08.yaml"), "--experiment", "imp-http",
@@ -144,7 +143,7 @@ def test_import_history_redacts_params_and_tags(client, tmp_path):
         "params": {"db": f"postgres://u:{PW}@db.example/x", "hf_token": PW, "api-key": PW, "passwd": PW,
                    "private_key": PW, "auth": PW, "credential": PW, "note": f"uses {TOKEN}"},
         "tags": {"secret": PW, "conn": f"mysql://root:{PW}@h/d", "remark": f"password={PW}"}}]}))
-    p = run_cli("import-history", str(f), "--tracking-uri", client.tracking_uri, cwd=tmp_path)
+    p = cli_in_process("import-history", str(f), "--tracking-uri", client.tracking_uri, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     (run,) = client.search_runs([client.get_experiment_by_name("imp").experiment_id])
     texts = {f"param {k}": v for k, v in run.data.params.items()}
@@ -164,8 +163,8 @@ def test_import_ultralytics_redacts_params_and_uploads_a_redacted_args_yaml(clie
     args.update({"passwd": PW, "credential": PW, "auth": PW, "private_key": PW, "api-key": PW,
                  "data": f"https://user:{PW}@example.com/data.zip", "project": f"runs/{TOKEN}"})
     (d / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
-    p = run_cli("import-ultralytics", str(d), "--experiment", "imp-u", "--tracking-uri", client.tracking_uri,
-                cwd=tmp_path)
+    p = cli_in_process("import-ultralytics", str(d), "--experiment", "imp-u", "--tracking-uri",
+                       client.tracking_uri, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
     (run,) = client.search_runs([client.get_experiment_by_name("imp-u").experiment_id])
     texts, files = run_everything(client, run)
@@ -179,6 +178,7 @@ def test_import_ultralytics_redacts_params_and_uploads_a_redacted_args_yaml(clie
 
 # --- item 11: the venv starts MLflow's basic-auth app ------------------------------------------------------
 
+@pytest.mark.slow  # a new interpreter importing MLflow's server: seconds; the basic-auth server tests need it too
 def test_the_venv_has_what_the_basic_auth_app_needs():
     p = subprocess.run([sys.executable, "-c", "import flask_wtf, mlflow.server.auth"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

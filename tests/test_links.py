@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import copy_store
 
 from sai_mlflow import keys as K
-from sai_mlflow import registry
+from sai_mlflow import promotion
 from sai_mlflow.cli import cli
 from sai_mlflow.ui_links import RELATIVE, compare_url, experiments_url, model_version_url, run_url, server_base, ui_base
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"
+SEED_EXP = "sai-net-stage1"  # the seed's experiment
 HOST = re.compile(r"https?://|127\.0\.0\.1|localhost|example")
 
 
@@ -62,14 +62,13 @@ def compare(uri, *args, env=None):
 
 
 @pytest.fixture
-def seeded(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    res = invoke("import-history", str(SEED), "--tracking-uri", uri, "--experiment", "seed")
-    assert res.exit_code == 0, res.output
+def seeded(seed_store, tmp_path):
+    """A copy of the session's store of the seed's history (tests/conftest.py `seed_store`)."""
     from sai_mlflow.tracking.store import make_client
 
+    uri = copy_store(seed_store[0], tmp_path / "seed")
     client = make_client(uri)
-    return uri, client, client.get_experiment_by_name("seed").experiment_id
+    return uri, client, client.get_experiment_by_name(SEED_EXP).experiment_id
 
 
 def _decision_runs(client, exp_id):
@@ -78,13 +77,13 @@ def _decision_runs(client, exp_id):
 
 def test_stored_links_are_relative_and_log_report_updates_its_run(seeded, tmp_path):
     uri, client, exp_id = seeded
-    first = compare(uri, "--experiment", "seed", "--tag-runs", "--log-report", "--ui-url", "http://mlflow.example:8080")
+    first = compare(uri, "--experiment", SEED_EXP, "--tag-runs", "--log-report", "--ui-url", "http://mlflow.example:8080")
     assert first.exit_code == 0, first.output
     (dec,) = _decision_runs(client, exp_id)
     printed = f"http://mlflow.example:8080/#/experiments/{exp_id}/runs/{dec.info.run_id}?workflowType=machine_learning"
     assert printed in first.output  # printed links: absolute, at the UI's address
 
-    again = compare(uri, "--experiment", "seed", "--tag-runs", "--log-report", "--format", "json")
+    again = compare(uri, "--experiment", SEED_EXP, "--tag-runs", "--log-report", "--format", "json")
     assert again.exit_code == 0, again.output
     (same,) = _decision_runs(client, exp_id)  # updated, not twinned
     assert same.info.run_id == dec.info.run_id and same.info.status == "FINISHED"
@@ -128,7 +127,7 @@ def test_only_the_holder_says_it_holds_the_alias(seeded, tmp_path):
     def states():
         out = {}
         for mv in client.search_model_versions("name = 'det-links'"):
-            out[str(mv.version)] = (mv.tags.get(registry.TAG_ALIAS), mv.description)
+            out[str(mv.version)] = (mv.tags.get(promotion.TAG_ALIAS), mv.description)
         return out
 
     def holder():

@@ -3,11 +3,9 @@ item 3)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli_in_process, fresh_sqlite_store
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 
@@ -27,21 +25,18 @@ def _left(folder) -> list[str]:
 def test_reading_commands_in_a_folder_without_a_store_create_nothing(tmp_path, args):
     work = tmp_path / "empty"
     work.mkdir()
-    r = run_cli(*args, cwd=work, env=_clean_env(), timeout=300)
+    r = cli_in_process(*args, cwd=work, env=_clean_env())
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Error:" in r.stderr and "no MLflow store at sqlite:///" in r.stderr and "Traceback" not in r.stderr
     assert _left(work) == []  # before: mlruns/, mlruns/mlflow.db, mlruns/.mlflow.db.init.lock
 
 
 def test_compare_runs_standalone_command_creates_nothing(tmp_path):
-    import subprocess
-    import sys
+    from sai_mlflow.cli.compare import compare_runs
 
     work = tmp_path / "empty"
     work.mkdir()
-    r = subprocess.run([sys.executable, "-c", "from sai_mlflow.cli.compare import compare_runs; compare_runs()",
-                        "--experiment", "x"], cwd=work, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, **_clean_env()})
+    r = cli_in_process("--experiment", "x", cwd=work, env=_clean_env(), command=compare_runs)
     assert r.returncode == 2 and "no MLflow store" in r.stderr, r.stderr[-2000:]
     assert _left(work) == []
 
@@ -53,20 +48,19 @@ def test_train_failing_preflight_creates_nothing(tmp_path, synthetic_data):
     bad = tmp_path / "bad.yaml"  # a validation split with no images: preflight's dataset_split_empty error
     doc = yaml.safe_load(synthetic_data.read_text())
     bad.write_text(yaml.safe_dump({**doc, "path": str(synthetic_data.parent), "val": str(tmp_path / "empty")}))
-    r = run_cli("train", "--config", SMOKE, "--set", f"data={bad}", "--set", "imgsz=64",
-                "--set", f"project={work / 'runs'}", cwd=work, env=_clean_env(), timeout=300)
+    r = cli_in_process("train", "--config", SMOKE, "--set", f"data={bad}", "--set", "imgsz=64",
+                       "--set", f"project={work / 'runs'}", cwd=work, env=_clean_env())
     assert r.returncode == 1, r.stderr[-2000:]
     assert "nothing was started" in r.stdout + r.stderr
     assert _left(work) == []  # before: mlruns/mlflow.db (an empty store) and its lock file
 
 
-def test_a_store_that_exists_is_read_without_a_lock_file(tmp_path):
+def test_a_store_that_exists_is_read_without_a_lock_file(tmp_path, empty_mlflow_db):
     """Opening an existing, current store takes no lock: nothing is written beside it."""
     from sai_mlflow.tracking.store import get_or_create_experiment, make_client
 
-    uri = f"sqlite:///{tmp_path / 's' / 'mlflow.db'}"
-    c = make_client(uri)
-    get_or_create_experiment(c, "e")
-    (tmp_path / "s" / ".mlflow.db.init.lock").unlink()
+    uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 's' / 'mlflow.db'}", empty_mlflow_db)  # a store never locked
+    get_or_create_experiment(make_client(uri), "e")
+    assert not (tmp_path / "s" / ".mlflow.db.init.lock").exists()
     make_client(uri, create=False).get_experiment_by_name("e")
     assert not (tmp_path / "s" / ".mlflow.db.init.lock").exists()

@@ -4,10 +4,10 @@ multi-device plan (said, with its limit: DDP's communication buffers are not mea
 from __future__ import annotations
 
 import pytest
+from helpers import ROOT, cli_in_process
 
 from sai_mlflow.probe.plan import PlanError, device_list, plan_devices
 from sai_mlflow.probe.session import ProbeSpec, next_command
-from tests.helpers import ROOT, run_cli
 
 
 def test_device_lists_as_ultralytics_takes_them():
@@ -44,8 +44,8 @@ def test_the_next_command_trains_the_plan_batch_on_every_device():
 
 
 def test_a_bad_devices_flag_exits_2_before_anything(tmp_path):
-    r = run_cli("probe", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--batches", "2",
-                "--devices", "0,1", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path)
+    r = cli_in_process("probe", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"), "--batches", "2",
+                       "--devices", "0,1", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")] == [ln for ln in r.stderr.splitlines()
                                                                               if "--devices" in ln]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli_in_process
 
 SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 
@@ -14,9 +14,9 @@ SMOKE = str(ROOT / "configs" / "cpu_smoke.yaml")
 @pytest.mark.parametrize("batches, named", [("1000000000", "1000000000"), ("4,64", "64")])
 def test_a_probe_batch_larger_than_the_training_set_is_refused(tmp_path, synthetic_data, batches, named):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    r = run_cli("probe", "--config", SMOKE, "--set", f"data={synthetic_data}", "--set", "imgsz=64",
-                "--set", f"project={tmp_path / 'runs'}", "--tracking-uri", uri, "--batches", batches,
-                cwd=tmp_path, timeout=300)
+    r = cli_in_process("probe", "--config", SMOKE, "--set", f"data={synthetic_data}", "--set", "imgsz=64",
+                       "--set", f"project={tmp_path / 'runs'}", "--tracking-uri", uri, "--batches", batches,
+                       cwd=tmp_path)
     assert r.returncode == 2, (r.stdout[-1500:], r.stderr[-1500:])
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"batch {named} exceeds the 32 train images" in errors[0]

@@ -9,21 +9,25 @@ import io
 import os
 from pathlib import Path
 
+import pytest
+from helpers import copy_store
 from rich.console import Console
 
 from sai_mlflow.compare import render as report
 from sai_mlflow.compare.decision import decide
 from sai_mlflow.compare.loader import load_records
 from sai_mlflow.compare.policy import load_policy
-from sai_mlflow.importers.history_file import import_history_file
 
 ROOT = Path(__file__).resolve().parent
-SEED = ROOT.parent / "configs" / "history" / "seed_2024-08.yaml"
 GOLDEN = ROOT / "golden" / "compare_seed_table.txt"
 
 
-def render_seed(client) -> tuple[str, object]:
-    import_history_file(client, SEED)
+@pytest.fixture(scope="module")
+def rendered(seed_store, tmp_path_factory) -> tuple[str, object]:
+    """The seed's table and decision, judged once for this module from a copy of the session's seed store."""
+    from sai_mlflow.tracking.store import make_client
+
+    client = make_client(copy_store(seed_store[0], tmp_path_factory.mktemp("golden") / "store"))
     policy = load_policy()
     decision = decide(load_records(client, experiment="sai-net-stage1", policy=policy, progress=False), policy)
     buf = io.StringIO()
@@ -33,16 +37,16 @@ def render_seed(client) -> tuple[str, object]:
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n", decision
 
 
-def test_seed_table_matches_golden(client):
-    text, _ = render_seed(client)
+def test_seed_table_matches_golden(rendered):
+    text, _ = rendered
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text, encoding="utf-8")
     assert GOLDEN.exists(), f"{GOLDEN} is missing: restore it from git (UPDATE_GOLDEN=1 only after an intended change)"
     assert text == GOLDEN.read_text(encoding="utf-8")
 
 
-def test_seed_paragraph_in_plain_words(client):
-    _, decision = render_seed(client)
+def test_seed_paragraph_in_plain_words(rendered):
+    _, decision = rendered
     words = report.verdict_paragraph(decision)
     assert words.startswith("Recommended: batch 96, because batch 128 peaks at 98.6 % of 140 GiB and its mAP@0.5 "
                             "fell 4.2 points after epoch 1; cost: +4.4 h")

@@ -16,7 +16,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_cli
+from helpers import ROOT, cli_in_process
 
 from sai_mlflow import starters
 from sai_mlflow.compare.policy import DEFAULT_POLICY_FILE
@@ -41,21 +41,21 @@ def test_resolve_prefers_the_working_folder(tmp_path, monkeypatch):
 
 
 def test_init_copies_for_editing_and_keeps_edits(tmp_path):
-    first = run_cli("init", cwd=tmp_path, timeout=120)
+    first = cli_in_process("init", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     copied = tmp_path / "configs" / "cpu_smoke.yaml"
     assert copied.read_text() == (starters.PACKAGED / "cpu_smoke.yaml").read_text()
     assert (tmp_path / "configs" / "history" / "seed_2024-08.yaml").is_file()
     copied.write_text("experiment: edited\n")
-    again = run_cli("init", cwd=tmp_path, timeout=120)
+    again = cli_in_process("init", cwd=tmp_path)
     assert again.returncode == 0 and "kept" in again.stdout and copied.read_text() == "experiment: edited\n"
     (tmp_path / "afile").write_text("x")
-    bad = run_cli("init", "afile", cwd=tmp_path, timeout=120)
+    bad = cli_in_process("init", "afile", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("Error:") == 1
 
 
 def test_import_history_by_name_from_an_empty_folder(tmp_path):
-    proc = run_cli("import-history", "seed_2024-08.yaml", cwd=tmp_path, timeout=300)
+    proc = cli_in_process("import-history", "seed_2024-08.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("imported") == 3 and (tmp_path / "mlruns").is_dir()
 

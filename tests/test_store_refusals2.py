@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 import pytest
-from helpers import ROOT, Server, free_port, run_cli
+from helpers import ROOT, Server, cli_in_process, free_port
 
 from sai_mlflow import keys as K
 
@@ -56,8 +56,8 @@ def _nothing_trained(tmp_path) -> None:
 
 
 def _train(tmp_path, data, uri):
-    return run_cli("train", "--config", SMOKE, "--set", f"data={data}", "--set", "imgsz=64", "--set", "epochs=1",
-                   "--set", f"project={tmp_path / 'runs'}", "--tracking-uri", uri, cwd=tmp_path, timeout=300)
+    return cli_in_process("train", "--config", SMOKE, "--set", f"data={data}", "--set", "imgsz=64", "--set", "epochs=1",
+                          "--set", f"project={tmp_path / 'runs'}", "--tracking-uri", uri, cwd=tmp_path)
 
 
 @pytest.mark.slow
@@ -66,7 +66,7 @@ def test_a_plain_http_server_is_refused_by_train_and_compare_runs(tmp_path, synt
     _refused(r, plain_http, "SimpleHTTP")  # what answered: Python's http.server, HTTP 404, text/html
     assert "nothing was trained" in r.stderr
     _nothing_trained(tmp_path)
-    r = run_cli("compare-runs", "--experiment", "x", "--tracking-uri", plain_http, cwd=tmp_path, timeout=300)
+    r = cli_in_process("compare-runs", "--experiment", "x", "--tracking-uri", plain_http, cwd=tmp_path)
     _refused(r, plain_http, "HTTP 404")
     _nothing_trained(tmp_path)
 
@@ -83,11 +83,10 @@ def test_a_wrong_path_on_a_real_mlflow_server_is_refused(tmp_path, synthetic_dat
         r = _train(work, synthetic_data, wrong)
         _refused(r, wrong, "HTTP 404")
         _nothing_trained(work)
-        r = run_cli("compare-runs", "--experiment", "x", "--tracking-uri", wrong, cwd=work, timeout=300)
+        r = cli_in_process("compare-runs", "--experiment", "x", "--tracking-uri", wrong, cwd=work)
         _refused(r, wrong, "HTTP 404")
         # the right path on the same server is used as before (refusal only for what is not MLflow)
-        r = run_cli("compare-runs", "--experiment", "nothing-here", "--tracking-uri", server.uri, cwd=work,
-                    timeout=300)
+        r = cli_in_process("compare-runs", "--experiment", "nothing-here", "--tracking-uri", server.uri, cwd=work)
         assert "not an MLflow tracking server" not in r.stderr, r.stderr[-2000:]
         _nothing_trained(work)
     finally:
@@ -110,6 +109,7 @@ def _read_only(folder, argv: list[str], cwd) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env={**os.environ, "YOLO_OFFLINE": "1"})
 
 
+@pytest.mark.slow  # two new interpreters under a private mount namespace
 @pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and unshare -m for a read-only mount")
 def test_a_read_only_store_is_read_by_compare_runs_and_preflight(tmp_path, synthetic_data):
     from sai_mlflow.tracking.store import make_client

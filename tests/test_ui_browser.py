@@ -23,7 +23,7 @@ import pytest
 from helpers import ROOT, Server, chromium, run_cli, smoke_args
 
 from sai_mlflow import keys as K
-from sai_mlflow import registry
+from sai_mlflow import promotion
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +182,7 @@ def test_model_version_page_shows_champion_and_the_gate_table(ui):
     assert "champion" in dom
     rows = rows_of(dom)
     assert rows["gate"] == ["value", "threshold", "result", "note"]
-    for gate in registry.GATES:
+    for gate in promotion.GATES:
         assert rows[gate][2] == "pass", (gate, rows[gate])
     assert "best mAP50: candidate" in ui["promote_out"]
 
