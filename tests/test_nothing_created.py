@@ -64,3 +64,24 @@ def test_a_store_that_exists_is_read_without_a_lock_file(tmp_path, empty_mlflow_
     assert not (tmp_path / "s" / ".mlflow.db.init.lock").exists()
     make_client(uri, create=False).get_experiment_by_name("e")
     assert not (tmp_path / "s" / ".mlflow.db.init.lock").exists()
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ("history", "runs[0]"),            # a history file whose run lacks its batch
+    ("ultralytics", "not valid YAML"),  # an Ultralytics run folder whose args.yaml is not YAML
+])
+def test_an_import_of_a_malformed_file_is_refused_before_the_store_is_made(tmp_path, bad, needle):
+    work = tmp_path / "work"
+    work.mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    if bad == "history":
+        (src / "h.yaml").write_text("format: sai-history/1\nruns:\n  - name: b96\n")
+        args = ["import-history", str(src / "h.yaml")]
+    else:
+        (src / "args.yaml").write_text("epochs: [1\n")
+        args = ["import-ultralytics", str(src)]
+    r = cli_in_process(*args, cwd=work, env=_clean_env())
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")] and needle in r.stderr, r.stderr
+    assert _left(work) == []  # before: mlruns/, mlruns/mlflow.db (a migrated, empty store), its lock file

@@ -97,23 +97,45 @@ def tag_runs(j: Judgement) -> int:
         raise UserError(f"could not write the verdict tags ({type(e).__name__}: {str(e)[:300]})") from None
 
 
-def import_history(client, files, experiment):
-    """Each history file's runs, logged as it is read (run_kind=replay): yields their results."""
+def read_histories(files) -> list:
+    """Every history file validated and its runs built, before a store is opened: a refusal creates nothing."""
     from ..importers import ImportFailed
-    from ..importers.history_file import import_history_file
+    from ..importers.history_file import read_history_file
     from ..starters import resolve
 
-    for f in files:
+    try:
+        return [read_history_file(resolve(f)) for f in files]
+    except ImportFailed as e:
+        raise UserError(str(e)) from None
+
+
+def import_history(client, histories, experiment):
+    """Each history (`read_histories`)'s runs, logged as it is written (run_kind=replay): yields their results."""
+    from ..importers import ImportFailed
+    from ..importers.history_file import import_history_file
+
+    for read in histories:
         try:
             with refusals(client.tracking_uri, "writing runs"):
-                results = import_history_file(client, resolve(f), experiment)
+                results = import_history_file(client, read, experiment)
         except ImportFailed as e:
             raise UserError(str(e)) from None
         yield from results
 
 
+def read_run_dirs(run_dirs) -> list:
+    """Every Ultralytics run folder read and checked, before a store is opened: a refusal creates nothing."""
+    from ..importers import ImportFailed
+    from ..importers.ultralytics_dir import read_run_dir
+
+    try:
+        return [read_run_dir(d) for d in run_dirs]
+    except ImportFailed as e:
+        raise UserError(str(e)) from None
+
+
 def import_ultralytics(client, run_dirs, experiment, weights: bool):
-    """Each Ultralytics run folder logged as a run (run_kind=import): yields their results."""
+    """Each Ultralytics run folder (`read_run_dirs`) logged as a run (run_kind=import): yields their results."""
     from ..importers import ImportFailed
     from ..importers.ultralytics_dir import import_run_dir
     from ..tracking.store import resolve_experiment

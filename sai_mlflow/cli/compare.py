@@ -125,9 +125,10 @@ def import_history(files, experiment, tracking_uri, ui_url):
     from ..app.store import client_for
     from ..ui_links import run_url, ui_base
 
+    histories = flow.read_histories(files)  # a malformed file is refused before a store is opened
     client = client_for(tracking_uri)
     ui = ui_base(ui_url, client.tracking_uri)
-    for res in flow.import_history(client, files, experiment):
+    for res in flow.import_history(client, histories, experiment):
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
         click.echo(f"{'':>16}  {run_url(ui, res.experiment_id, res.run_id)}")
 
@@ -144,8 +145,9 @@ def import_ultralytics(run_dirs, experiment, tracking_uri, ui_url, no_weights):
     from ..app.store import client_for
     from ..ui_links import run_url, ui_base
 
+    read = flow.read_run_dirs(run_dirs)  # a malformed run folder is refused before a store is opened
     client = client_for(tracking_uri)
-    for res in flow.import_ultralytics(client, run_dirs, experiment, weights=not no_weights):
+    for res in flow.import_ultralytics(client, read, experiment, weights=not no_weights):
         click.echo(f"{res.action:>16}  {res.run_name}  {res.run_id}  (experiment {res.experiment})")
         click.echo(f"{'':>16}  {run_url(ui_base(ui_url, client.tracking_uri), res.experiment_id, res.run_id)}")
 

@@ -411,21 +411,36 @@ def _tags(spec: RunSpec) -> dict[str, str]:
     return redact_mapping(tags)
 
 
-def import_history_file(client, path: str | Path, experiment: str | None = None) -> list[ImportResult]:
+@dataclass(frozen=True)
+class ReadHistory:
+    """A history file validated and every run built: nothing is left that can refuse it but the store."""
+
+    path: Path
+    file: HistoryFile
+    built: list
+
+
+def read_history_file(path: str | Path) -> ReadHistory:
+    """The whole file validated and every run built, before any store is opened (a refusal creates nothing)."""
+    hf, specs = parse(path)
+    try:
+        return ReadHistory(Path(path), hf, [(spec, *build(spec)) for spec in specs])
+    except ImportFailed as e:
+        raise ImportFailed(f"{path}: {e}") from None
+
+
+def import_history_file(client, path: str | Path | ReadHistory, experiment: str | None = None) -> list[ImportResult]:
     """Log every run of the file; a run already imported (same fingerprint) is skipped.
 
-    The whole file is validated and every run built before anything is written; a run whose writing
-    fails is deleted again (its fingerprint is the last thing set), so importing again works.
+    The whole file is validated and every run built before anything is written (`read_history_file`); a run
+    whose writing fails is deleted again (its fingerprint is the last thing set), so importing again works.
     """
     from ..backend import log_records, source_tags
     from ..tracking.store import get_or_create_experiment, resolve_experiment
     from . import provenance
 
-    hf, specs = parse(path)
-    try:
-        built = [(spec, *build(spec)) for spec in specs]
-    except ImportFailed as e:
-        raise ImportFailed(f"{path}: {e}") from None
+    read = path if isinstance(path, ReadHistory) else read_history_file(path)
+    path, hf, built = read.path, read.file, read.built
     exp_name = experiment or hf.experiment or resolve_experiment(None)
     exp_id = get_or_create_experiment(client, exp_name)
     results = []

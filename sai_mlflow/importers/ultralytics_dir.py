@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,26 @@ def _digest(data: Any) -> str | None:
         return None
 
 
-def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool = True) -> ImportResult:
-    import yaml
+@dataclass(frozen=True)
+class RunDir:
+    """An Ultralytics run folder read and checked: its arguments and its results rows."""
 
-    from ..backend import log_records, source_tags
-    from ..tracking.store import get_or_create_experiment
+    path: Path
+    args: dict
+    rows: list[dict[str, float]]
+
+    @property
+    def args_file(self) -> Path:
+        return self.path / "args.yaml"
+
+    @property
+    def csv_file(self) -> Path:
+        return self.path / "results.csv"
+
+
+def read_run_dir(run_dir: str | Path) -> RunDir:
+    """args.yaml and results.csv read and checked, before any store is opened (a refusal creates nothing)."""
+    import yaml
 
     d = Path(run_dir)
     args_file, csv_file = d / "args.yaml", d / "results.csv"
@@ -84,7 +100,15 @@ def import_run_dir(client, run_dir: str | Path, experiment: str, weights: bool =
         raise ImportFailed(f"{args_file}: expected a mapping of trainer arguments")
     rows = read_results(csv_file) if csv_file.is_file() else []
     _check_numbers(args, rows, args_file, csv_file)
+    return RunDir(d, args, rows)
 
+
+def import_run_dir(client, run_dir: str | Path | RunDir, experiment: str, weights: bool = True) -> ImportResult:
+    from ..backend import log_records, source_tags
+    from ..tracking.store import get_or_create_experiment
+
+    read = run_dir if isinstance(run_dir, RunDir) else read_run_dir(run_dir)
+    d, args, rows, args_file, csv_file = read.path, read.args, read.rows, read.args_file, read.csv_file
     exp_id = get_or_create_experiment(client, experiment)
     fp = fingerprint("ultralytics-dir", args_file.read_bytes(), csv_file.read_bytes() if csv_file.is_file() else b"")
     old = find_imported(client, exp_id, fp)
