@@ -77,7 +77,7 @@ TAG_VERSION_PREVIOUS = "sai.previous_version"
 TAG_VERSION_GATES = "sai.gates"
 TAG_VERSION_BY = "sai.by"
 
-# The live guard (sai_mlflow/guard.py): a finding during training, and the code that stopped it.
+# The live guard (sai_mlflow/training/guard.py): a finding during training, and the code that stopped it.
 TAG_ALERT_PREFIX = "sai.alert."  # sai.alert.<reason code> = the one-line message with its fix
 TAG_STOPPED_BY = "sai.stopped_by"
 

@@ -14,8 +14,8 @@ from helpers import ROOT, cli_in_process, run_cli, smoke_args
 from sai_mlflow import keys as K
 from sai_mlflow.compare.memfit import fit_peak_memory
 from sai_mlflow.compare.policy import load_policy
-from sai_mlflow.guard import Guard, GuardConfigError, parse_stop_on, replay
 from sai_mlflow.importers.history_file import _tags, build, parse
+from sai_mlflow.training.guard import Guard, GuardConfigError, parse_stop_on, replay
 
 
 def _policy(tmp_path, fraction=0.01):

@@ -17,8 +17,8 @@ from sai_mlflow.compare.decision import decide, duration_text, pct
 from sai_mlflow.compare.memfit import fit_peak_memory
 from sai_mlflow.compare.policy import Policy
 from sai_mlflow.compare.record import record_from_keys
-from sai_mlflow.guard import Guard, history_fit
 from sai_mlflow.preflight import ForecastRecord, HostInfo, PreflightContext, run_checks
+from sai_mlflow.training.guard import Guard, history_fit
 
 P = Policy()
 TOTAL = 20.0          # GiB per device

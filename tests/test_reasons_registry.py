@@ -51,7 +51,7 @@ def test_a_new_entry_is_checked_phrased_fixed_and_stoppable_without_another_edit
     d = decide([r], P)
     assert d.verdicts[0].verdict == "rejected" and d.verdicts[0].reason("tiny_batch") is not None
     assert "trains one image at a time" in render.verdict_paragraph(d)  # the renderer's phrase
-    from sai_mlflow.guard import Guard
+    from sai_mlflow.training.guard import Guard
 
     (alert,) = [a for a in Guard(P, ["tiny_batch"]).judge(r) if a.reason.code == "tiny_batch"]
     assert alert.stop and alert.line.endswith("; use --set batch=2")  # the guard's fix and stop_on
@@ -87,10 +87,11 @@ def _imports(path: Path) -> set[str]:
 
 def test_config_and_guard_import_each_other_no_more():
     config = _imports(ROOT / "sai_mlflow" / "config.py")
-    guard = _imports(ROOT / "sai_mlflow" / "guard.py")
-    assert "sai_mlflow.guard" not in config and "sai_mlflow.config" not in guard
+    guard = _imports(ROOT / "sai_mlflow" / "training" / "guard.py")
+    assert "sai_mlflow.training.guard" not in config and "sai_mlflow.config" not in guard
     reasons = _imports(ROOT / "sai_mlflow" / "compare" / "reasons.py")
-    higher = ("sai_mlflow.guard", "sai_mlflow.config", "sai_mlflow.compare.decision", "sai_mlflow.compare.render")
+    higher = ("sai_mlflow.training.guard", "sai_mlflow.config", "sai_mlflow.compare.decision",
+              "sai_mlflow.compare.render")
     assert not {m for m in reasons if m.startswith(higher)}
 
 
@@ -126,12 +127,12 @@ def test_the_loader_builds_what_the_factory_builds(client):
 
 
 def test_the_live_guard_and_the_run_report_build_records_with_the_factory():
-    from sai_mlflow.run_artifacts import RunFacts, _one_run_decision
+    from sai_mlflow.training.run_artifacts import RunFacts, _one_run_decision
 
     facts = RunFacts(run_id="r", run_name="r", batch_size=-1, batch_size_effective=16,
                      summary={K.SUMMARY_PEAK_GIB: 2.0, K.SUMMARY_TOTAL_GIB: 24.0, K.SUMMARY_ETA_FULL_S: 60.0},
                      data_on_tmpfs=True, tags={K.TAG_DEVICES: "2"})
     r = _one_run_decision(facts, 0.9).verdicts[0].record
     assert (r.autobatch, r.batch, r.devices, r.data_on_tmpfs, r.peak_gib) == (True, 16, 2, True, 2.0)
-    src = (ROOT / "sai_mlflow" / "guard.py").read_text() + (ROOT / "sai_mlflow" / "run_artifacts.py").read_text()
+    src = (ROOT / "sai_mlflow" / "training" / "guard.py").read_text() + (ROOT / "sai_mlflow" / "training" / "run_artifacts.py").read_text()
     assert "RunRecord(" not in src  # built by record_from_keys only

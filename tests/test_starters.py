@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, cli_in_process
 
-from sai_mlflow import starters
+from sai_mlflow.app import starters
 from sai_mlflow.compare.policy import DEFAULT_POLICY_FILE
 
 

@@ -101,7 +101,7 @@ def read_histories(files) -> list:
     """Every history file validated and its runs built, before a store is opened: a refusal creates nothing."""
     from ..importers import ImportFailed
     from ..importers.history_file import read_history_file
-    from ..starters import resolve
+    from .starters import resolve
 
     try:
         return [read_history_file(resolve(f)) for f in files]

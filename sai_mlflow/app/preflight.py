@@ -36,7 +36,7 @@ def args_from(config_path, sets, flags: dict) -> tuple[dict, str | None]:
             raise UserError("the config loader is not available in this install; pass --data/--batch/... instead")
         overrides = list(sets) + [f"{k}={v}" for k, v in flag_items.items() if k != "imgsz"]
         try:
-            from ..starters import resolve
+            from .starters import resolve
 
             cfg = load_config(resolve(config_path), overrides, check_data=False)
         except ConfigError as e:

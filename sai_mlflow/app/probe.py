@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..starters import DEFAULT_CONFIG
+from .starters import DEFAULT_CONFIG
 from .train import checked_policy, load, synthetic_data
 
 

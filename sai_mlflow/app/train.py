@@ -8,9 +8,9 @@ from pathlib import Path
 
 from ..errors import StoreConfigError, UserError
 from ..redact import redact_text
-from ..starters import DEFAULT_CONFIG
-from ..starters import resolve as resolve_starter
 from .preflight import for_training
+from .starters import DEFAULT_CONFIG
+from .starters import resolve as resolve_starter
 
 
 def make_synthetic(out: str, n_train: int, n_val: int, size: str, seed: int):

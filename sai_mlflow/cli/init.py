@@ -16,7 +16,7 @@ def init(folder: str) -> None:
 
     Existing files are kept. A `--config NAME` that is not a file here uses the packaged starter instead.
     """
-    from ..starters import copy_to
+    from ..app.starters import copy_to
 
     dest = Path(folder)
     if dest.exists() and not dest.is_dir():

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from ..starters import DEFAULT_CONFIG
-from ..starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
+from ..app.starters import DEFAULT_CONFIG
+from ..app.starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
 from .boundary import PolicyFlag, stderr_console
 
 

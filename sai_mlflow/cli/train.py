@@ -7,9 +7,9 @@ import sys
 
 import click
 
+from ..app.starters import DEFAULT_CONFIG
+from ..app.starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
 from ..redact import redact_text
-from ..starters import DEFAULT_CONFIG
-from ..starters import PACKAGED as REPO_CONFIGS  # the packaged starters (the repository's configs/)
 from ..ui_links import UI_URL_HELP
 from .boundary import stderr_console
 

@@ -348,7 +348,7 @@ STOPPABLE = tuple(c for c, s in REGISTRY.items() if s.stoppable)
 
 def check_run(r: RunRecord, policy) -> list[Reason]:
     """The per-run checks, on one record alone: what compare-runs judges each run by, and what the
-    live guard (sai_mlflow/guard.py) runs on a training's own record after each validation."""
+    live guard (sai_mlflow/training/guard.py) runs on a training's own record after each validation."""
     out: list[Reason] = []
     for spec in REGISTRY.values():
         if spec.check is None:

@@ -28,7 +28,7 @@ def finish(t, trainer, status: str | None) -> bool:
     summary = s.summary(t.monitor, trainer.batch_size, s.last_train_epoch, trainer.epochs) \
         if s.last_train_epoch else {}  # once, for all below
     try:
-        from ..run_artifacts import write_batch_table, write_memory_timeline
+        from .run_artifacts import write_batch_table, write_memory_timeline
 
         table = write_batch_table(save_dir / "batch_timings.csv", s.clock)
         t.publisher.put_artifact(str(table))
@@ -65,7 +65,7 @@ def finish(t, trainer, status: str | None) -> bool:
 def _write_run_report(t, trainer, save_dir: Path, summary: dict[str, float]) -> None:
     """The run's own summary.md and run_plot.png (run_artifacts.py), beside memory_timeline.png."""
     try:
-        from ..run_artifacts import RunFacts, write_run_report
+        from .run_artifacts import RunFacts, write_run_report
 
         s = t.state
         rows = list(s.clock.rows)

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from .. import keys as K
-from ..env_info import environment_params
 from ..log import warn
 from ..redact import redact_text
 from ..telemetry.epoch import EpochInputs, epoch_metrics
 from ..tracking.sink import Batch
 from ..ultralytics_args import batch_request_tag, cache_mode, is_autobatch, train_imgsz
+from .env_info import environment_params
 from .state import dataset_name
 
 

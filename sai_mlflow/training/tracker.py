@@ -71,7 +71,7 @@ class RunTracker:
     def _make_guard(self):
         """The live guard (guard.py); a policy that cannot be read turns the guard off, never training."""
         try:
-            from ..guard import guard_from_settings
+            from .guard import guard_from_settings
 
             return guard_from_settings(self.settings)
         except Exception as e:

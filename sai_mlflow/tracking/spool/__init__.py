@@ -21,7 +21,7 @@ from .format import (
                      summarize,
                      valid_end,
 )
-from .sink import SpoolingSink
+from .spooling import SpoolingSink
 from .sync import SyncResult, sync_spool
 from .upload import StoreRefused, Uploader, drain, is_content_rejection, refusal_reason, upload_step
 from .values import Cleaned, clean_batch, safe_key

@@ -7,8 +7,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import keys as K
-from .telemetry.clock import BatchClock
+from .. import keys as K
+from ..telemetry.clock import BatchClock
 
 
 def write_batch_table(path: Path, clock: BatchClock) -> Path:
@@ -69,9 +69,9 @@ class RunFacts:
 
 def _one_run_decision(facts: RunFacts, limit_fraction: float):
     """compare-runs' own core over this run alone: the same record, reasons and plot as a comparison."""
-    from .compare.decision import decide
-    from .compare.policy import load_policy, make_policy
-    from .compare.record import record_from_keys
+    from ..compare.decision import decide
+    from ..compare.policy import load_policy, make_policy
+    from ..compare.record import record_from_keys
 
     known = {K.TAG_BATCH_SIZE: facts.batch_size, K.TAG_BATCH_SIZE_EFFECTIVE: facts.batch_size_effective,
              K.TAG_MEMORY_SOURCE: facts.memory_source, K.TAG_CACHE_MODE: facts.cache_mode,
@@ -88,7 +88,7 @@ def _one_run_decision(facts: RunFacts, limit_fraction: float):
 
 def summary_markdown(facts: RunFacts, decision) -> str:
     """The run's figures with their units, and what the policy says of it alone (no comparison)."""
-    from .compare.decision import INFO, duration_text
+    from ..compare.decision import INFO, duration_text
 
     s = facts.summary
 
@@ -128,7 +128,7 @@ def summary_markdown(facts: RunFacts, decision) -> str:
 
 def write_run_report(save_dir: Path, facts: RunFacts, limit_fraction: float) -> list[Path]:
     """summary.md and run_plot.png (compare-runs' plotter, one run) into save_dir; returns their paths."""
-    from .compare import render
+    from ..compare import render
 
     decision = _one_run_decision(facts, limit_fraction)
     save_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-PACKAGED = Path(__file__).resolve().parent / "configs"
+PACKAGED = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = PACKAGED / "cpu_smoke.yaml"
 DEFAULT_POLICY = PACKAGED / "decision.yaml"
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import keys as K
-from .compare.memfit import MemoryFit, fit_peak_memory
-from .compare.reasons import (  # noqa: F401  (GuardConfigError, parse_stop_on, STOPPABLE: re-exported)
+from .. import keys as K
+from ..compare.memfit import MemoryFit, fit_peak_memory
+from ..compare.reasons import (
     REGISTRY,
     REJECT,
-    STOPPABLE,
     WARN,
     FixContext,
     Reason,
@@ -28,7 +27,7 @@ from .compare.reasons import (  # noqa: F401  (GuardConfigError, parse_stop_on, 
     fix,
     parse_stop_on,
 )
-from .compare.record import RunRecord, parse_int, record_from_keys
+from ..compare.record import RunRecord, parse_int, record_from_keys
 
 STEADY_POINTS = 500  # the memory_leak check reads at most this many steady-state samples
 GuardConfigError = StopOnError  # the name callers know
@@ -85,8 +84,8 @@ class Guard:
     # --- glue: called by the tracker at the end of a validated epoch (the logging process only) -----
     def after_epoch(self, tracker, trainer, epoch: int, values: dict, summary: dict) -> None:
         """Judge, print, tag, and ask Ultralytics to stop after this epoch when stop_on says so."""
-        from .log import warn
-        from .tracking.sink import Batch
+        from ..log import warn
+        from ..tracking.sink import Batch
 
         if values.get(K.VAL_MAP50) is not None:
             self._map50[epoch] = values[K.VAL_MAP50]
@@ -135,7 +134,7 @@ def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, 
 
 def guard_from_settings(settings) -> Guard:
     """The guard of one training: the policy file of the settings (else configs/decision.yaml) and stop_on."""
-    from .compare.policy import load_policy
+    from ..compare.policy import load_policy
 
     return Guard(load_policy(settings.policy_file or None), [c for c in settings.guard_stop_on.split(",") if c])
 
@@ -149,7 +148,7 @@ def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
     `metrics` are (key, value, timestamp ms, step) as MLflow holds them; at the end of epoch e the
     guard sees what a live run would have had: batches, memory samples and mAP50 up to then.
     """
-    from .telemetry.summary import SummaryInputs, compute_summary
+    from ..telemetry.summary import SummaryInputs, compute_summary
 
     by_key: dict[str, list[tuple[int, int, float]]] = {}
     for key, value, ts, step in metrics:

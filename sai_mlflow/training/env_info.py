@@ -6,7 +6,7 @@ import os
 import platform
 from importlib import metadata
 
-from .keys import GIB
+from ..keys import GIB
 
 
 def _version(dist: str) -> str:
