@@ -134,5 +134,6 @@ def test_the_live_guard_and_the_run_report_build_records_with_the_factory():
                      data_on_tmpfs=True, tags={K.TAG_DEVICES: "2"})
     r = _one_run_decision(facts, 0.9).verdicts[0].record
     assert (r.autobatch, r.batch, r.devices, r.data_on_tmpfs, r.peak_gib) == (True, 16, 2, True, 2.0)
-    src = (ROOT / "sai_mlflow" / "training" / "guard.py").read_text() + (ROOT / "sai_mlflow" / "training" / "run_artifacts.py").read_text()
+    training = ROOT / "sai_mlflow" / "training"
+    src = (training / "guard.py").read_text() + (training / "run_artifacts.py").read_text()
     assert "RunRecord(" not in src  # built by record_from_keys only
