@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, chromium, free_port, run_cli
+from helpers import ROOT, chromium, cli_in_process, free_port, fresh_sqlite_store, run_cli
 
 SEED = ROOT / "configs" / "history" / "seed_2024-08.yaml"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,15 +32,22 @@ def test_server_uri_prints_its_address_and_starts_nothing(tmp_path):
     assert "pw-9f3" not in proc.stdout + proc.stderr and not (tmp_path / "mlruns").exists()
 
 
-def test_busy_port_is_refused(tmp_path):
+def test_busy_port_is_refused(tmp_path, empty_mlflow_db):
     import socket
 
+    uri = fresh_sqlite_store(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", empty_mlflow_db)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        proc = run_cli("ui", "--port", str(port), cwd=tmp_path, timeout=120)
+        proc = cli_in_process("ui", "--port", str(port), "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("Error:") == 1 and f"--port {port}" in proc.stderr
+
+
+def test_a_folder_without_a_store_is_named_and_nothing_is_created(tmp_path):
+    proc = cli_in_process("ui", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert proc.returncode == 2 and proc.stderr.count("Error:") == 1, proc.stderr
+    assert "no MLflow store at sqlite:///" in proc.stderr and list(tmp_path.iterdir()) == []
 
 
 def dom_of(exe: str, url: str, profile: Path, ready) -> str:

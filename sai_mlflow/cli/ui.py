@@ -52,7 +52,7 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
 def ui(tracking_uri, host, port, ui_url) -> None:
     """Open MLflow's UI on the runs: serve a local store (until Ctrl-C), or print a tracking server's address."""
     from ..redact import redact_text
-    from ..tracking.store import resolve_tracking_uri
+    from ..tracking.store import make_client, resolve_tracking_uri
     from ..ui_links import experiments_url, server_base, ui_base
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -62,6 +62,7 @@ def ui(tracking_uri, host, port, ui_url) -> None:
         click.echo(f"open: {experiments_url(base)}")
         click.echo(f"({MODE_HINT})")
         return
+    make_client(uri, create=False)  # a store that is not there is named (nothing created), a wrong one refused
     if not _port_free(host, port):
         raise UsageError(f"--port {port}: something already listens on {host}:{port}; "
                          f"choose another, e.g. --port {port + 1}")
