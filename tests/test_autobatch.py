@@ -62,6 +62,8 @@ def test_cli_training_with_batch_minus_one_records_request_and_settled_batch(tmp
     tags = _tags(uri, "ab")
     assert tags[K.TAG_BATCH_SIZE] == "-1"
     assert tags[K.TAG_BATCH_SIZE_EFFECTIVE] == "16"  # Ultralytics' CPU fallback
+    summary = next((tmp_path / "runs").rglob("summary.md")).read_text()
+    assert "| batch (requested / effective) | -1 / 16 |" in summary, summary  # the request, not the settled batch
 
 
 LIBRARY = """

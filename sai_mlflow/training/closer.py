@@ -72,7 +72,8 @@ def _write_run_report(t, trainer, save_dir: Path, summary: dict[str, float]) -> 
         t0 = t.monitor.samples[0][0] if t.monitor.samples else 0
         facts = RunFacts(
             run_id=t.run_id, run_name=t.settings.run_name or str(trainer.args.name),
-            batch_size=s.requested_batch, batch_size_effective=int(trainer.batch_size),
+            batch_size=s.setup_tags.get(K.TAG_BATCH_SIZE, s.requested_batch),  # the request as tagged: -1, 0.7
+            batch_size_effective=int(trainer.batch_size),
             summary=summary,
             step_s=[(s.clock.offset + i, w + c) for i, (w, c, _) in enumerate(rows)],
             memory=[((ts - t0) / 1000.0, g) for ts, g in t.monitor.samples],

@@ -55,7 +55,7 @@ class RunFacts:
 
     run_id: str
     run_name: str
-    batch_size: int | None
+    batch_size: int | float | str | None  # the request as recorded (AutoBatch: -1 or a fraction)
     batch_size_effective: int | None
     summary: dict[str, float]
     step_s: list[tuple[int, float]] = field(default_factory=list)     # (global batch, s)
