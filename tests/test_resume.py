@@ -15,18 +15,16 @@ from sai_mlflow import keys as K
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def interrupted(tmp_path_factory, synthetic_data):
-    """A 3-epoch run killed by Ctrl-C after epoch 1 (last.pt holds epoch 1)."""
-    tmp = tmp_path_factory.mktemp("resume")
+def _interrupted_run(tmp, synthetic_data, batch, epochs: int = 3):
+    """A run killed by Ctrl-C after epoch 1 (last.pt holds epoch 1): (uri, client, run id, last.pt)."""
     uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
     script = textwrap.dedent(f"""
         import os
         os.environ["MLFLOW_TRACKING_URI"] = {uri!r}
         os.environ["SAI_MLFLOW_PUBLISH_INTERVAL_S"] = "1"
         from sai_mlflow.trainer import TrackedDetectionTrainer
-        t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data={str(synthetic_data)!r}, epochs=3,
-            batch=8, imgsz=64, device="cpu", workers=0, plots=False, amp=False, project={str(tmp / 'runs')!r}))
+        t = TrackedDetectionTrainer(overrides=dict(model="yolov8n.yaml", data={str(synthetic_data)!r}, epochs={epochs},
+            batch={batch!r}, imgsz=64, device="cpu", workers=0, plots=False, amp=False, project={str(tmp / 'runs')!r}))
         def stop(trainer):
             if trainer.epoch == 0:
                 raise KeyboardInterrupt
@@ -41,7 +39,25 @@ def interrupted(tmp_path_factory, synthetic_data):
     client = MlflowClient(uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "KILLED"
-    return tmp, uri, client, run.info.run_id, tmp / "runs" / "train" / "weights" / "last.pt"
+    return uri, client, run.info.run_id, tmp / "runs" / "train" / "weights" / "last.pt"
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, synthetic_data):
+    """A 3-epoch run at batch 8 killed by Ctrl-C after epoch 1."""
+    tmp = tmp_path_factory.mktemp("resume")
+    return (tmp, *_interrupted_run(tmp, synthetic_data, 8))
+
+
+def test_an_autobatch_run_resumed_keeps_its_request(tmp_path, synthetic_data):
+    """The checkpoint's args hold the batch AutoBatch settled on; the run's batch_size stays the request (-1)."""
+    uri, client, run_id, last = _interrupted_run(tmp_path, synthetic_data, -1, epochs=2)
+    assert client.get_run(run_id).data.tags[K.TAG_BATCH_SIZE] == "-1"
+    proc = run_cli("train", "--config", str(ROOT / "configs" / "cpu_smoke.yaml"),
+                   "--resume", str(last), "--tracking-uri", uri, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tags = client.get_run(run_id).data.tags
+    assert (tags[K.TAG_BATCH_SIZE], tags[K.TAG_BATCH_SIZE_EFFECTIVE]) == ("-1", "16"), tags
 
 
 def test_a_different_batch_on_resume_is_refused(interrupted, synthetic_data):

@@ -16,6 +16,7 @@ class RunRef:
     status: str = "RUNNING"
     deleted: bool = False
     params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class RunWriter(Protocol):

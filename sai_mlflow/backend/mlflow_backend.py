@@ -38,7 +38,7 @@ class MlflowBackend:
                 return None
             raise
         return RunRef(run_id, run.info.experiment_id, run.info.status, run.info.lifecycle_stage == "deleted",
-                      dict(run.data.params))
+                      dict(run.data.params), dict(run.data.tags))
 
     def find_run(self, experiment: str, tag: str, value: str) -> str | None:
         exp = self.client.get_experiment_by_name(experiment)

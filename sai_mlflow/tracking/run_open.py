@@ -26,6 +26,7 @@ class OpenedRun:
     client: object | None = None  # the store's own client (backend.client); None: offline (spooled under a local id)
     resumed: bool = False
     existing_params: dict[str, str] = field(default_factory=dict)
+    existing_tags: dict[str, str] = field(default_factory=dict)  # --resume: the request as first tagged
     # Where the resumed run's series go on (strictly increasing steps, no overlap): batch, memory sample,
     # window, system-metrics sample.
     next_steps: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -102,7 +103,8 @@ def _attach(trainer, s: TrackingSettings, run_id: str) -> OpenedRun:
     if run is None:  # a wrong id fails loudly: caught by the caller
         raise RuntimeError(f"run {run_id} does not exist in {s.tracking_uri}")
     opened = OpenedRun(run_id, _spooling_sink(backend, run_id, s), backend.client, resumed=bool(trainer.args.resume),
-                       existing_params=run.params, experiment_id=run.experiment_id, backend=backend)
+                       existing_params=run.params, existing_tags=run.tags, experiment_id=run.experiment_id,
+                       backend=backend)
     if opened.resumed:
         opened.sink.wait_drained(30.0)  # a killed run's spool goes up first: steps go on from it
         opened.next_steps = backend.next_steps(run_id, RESUMED_SERIES)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .. import keys as K
+from ..compare.record import parse_number
 from ..log import warn
 from ..redact import redact_text
 from ..telemetry.epoch import EpochInputs, epoch_metrics
@@ -54,6 +55,9 @@ def setup_done(t, trainer) -> None:
         K.TAG_MEMORY_SOURCE: t.monitor.sampler.source,
         K.TAG_DEVICES: str(devices_of(trainer)),
     }
+    if t.resumed and is_autobatch(parse_number(t.existing_tags.get(K.TAG_BATCH_SIZE))):
+        # --resume of an AutoBatch run: the checkpoint's args hold the settled batch; the request stays as asked
+        tags[K.TAG_BATCH_SIZE] = t.existing_tags[K.TAG_BATCH_SIZE]
     s.setup_tags = tags
     # train's preflight findings (`preflight.<code>`): set on the trainer before the run existed
     t.publisher.put(Batch(params=params, tags={**getattr(trainer, "sai_preflight_tags", {}), **tags}))

@@ -39,13 +39,14 @@ class RunTracker:
         mem_offset, window_index, system_offset = 0, 0, 0
         if sink is not None:  # tests: an in-memory sink, no store
             self.client, self.backend, self.run_id, self.sink, self.experiment_id = None, None, "", sink, ""
-            self.resumed, self.existing_params = False, {}
+            self.resumed, self.existing_params, self.existing_tags = False, {}, {}
         else:  # may raise (caller: tracking off); nothing is started before it
             opened = open_run(trainer, self.settings)
             self.client, self.backend = opened.client, opened.backend
             self.run_id, self.sink = opened.run_id, opened.sink
             self.experiment_id = opened.experiment_id
             self.resumed, self.existing_params = opened.resumed, opened.existing_params
+            self.existing_tags = opened.existing_tags
             self.clock.offset, mem_offset, window_index, system_offset = opened.next_steps
         self.monitor = MemoryMonitor(sampler_for(trainer.device, getattr(trainer.args, "device", None)),
                                      self.settings.memory_interval_s, report=warn).start()
