@@ -224,7 +224,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
             if not s.run_id:
                 # train's preflight findings: set on this trainer, which the workers do not inherit
                 tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
-                s.run_id = backend.create_run(s.experiment, s.run_name or self.args.name, tags,
+                s.run_id = backend.create_run(s.experiment, s.run_name_for(self.args.name), tags,
                                               s.artifact_location or None).run_id
             hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
             return backend, s.run_id

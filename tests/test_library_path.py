@@ -17,6 +17,7 @@ from sai_mlflow import keys as K
 
 pytestmark = pytest.mark.slow  # real CPU training
 EPOCHS, BATCH, IMAGES = 2, 8, 32
+RUN_NAME_SECRET = "LibS3cretRunName"  # SAI_MLFLOW_RUN_NAME on the library path goes through the redaction rule
 
 SCRIPT = """
 import sys
@@ -32,7 +33,8 @@ def test_yolo_train_with_our_trainer_logs_the_contract(tmp_path, synthetic_data)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     env = {k: v for k, v in os.environ.items() if k not in AS_A_USER}
     env.update(YOLO_OFFLINE="1", MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="lib",
-               YOLO_CONFIG_DIR=str(tmp_path / "yolo-settings"), SAI_MLFLOW_LOG_MODEL="0")
+               YOLO_CONFIG_DIR=str(tmp_path / "yolo-settings"), SAI_MLFLOW_LOG_MODEL="0",
+               SAI_MLFLOW_RUN_NAME=f"lib password={RUN_NAME_SECRET}")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(synthetic_data), str(tmp_path / "runs"), str(EPOCHS),
                            str(BATCH)], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=900)
@@ -44,6 +46,9 @@ def test_yolo_train_with_our_trainer_logs_the_contract(tmp_path, synthetic_data)
     assert len(runs) == 1, [r.info.run_name for r in runs]  # ours only: Ultralytics' own callback stays off
     run = runs[0]
     assert run.info.status == "FINISHED"
+    assert run.info.run_name.startswith("lib password=") and RUN_NAME_SECRET not in run.info.run_name
+    summary = next((tmp_path / "runs").rglob("summary.md")).read_text()
+    assert RUN_NAME_SECRET not in summary and RUN_NAME_SECRET not in proc.stdout + proc.stderr
     for t in K.CONTRACT_TAGS:
         assert t in run.data.tags, t
     assert run.data.tags[K.TAG_BATCH_SIZE] == str(BATCH) and run.data.tags[K.TAG_RUN_KIND] == "train"

@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import keys as K
 from ..backend import TrackingBackend, backend_for, source_tags
 from ..log import warn
+from ..redact import redact_text
 from .address import config_error
 from .settings import TrackingSettings
 from .sink import Sink
@@ -52,7 +53,7 @@ def _create(trainer, s: TrackingSettings) -> OpenedRun:
     tags = source_tags({K.TAG_RUN_KIND: s.run_kind, K.TAG_STAGE: s.stage})
     try:
         backend = backend_for(s.tracking_uri)
-        run = backend.create_run(s.experiment, s.run_name or trainer.args.name, tags, s.artifact_location or None)
+        run = backend.create_run(s.experiment, s.run_name_for(trainer.args.name), tags, s.artifact_location or None)
     except Exception as e:  # store down or unwritable: spool locally, `sai-mlflow sync` creates it later
         refused = config_error(e, s.tracking_uri, f"creating runs in experiment '{s.experiment}'")
         if refused is not None:  # a misconfiguration (bad URI, login, permission) is refused, not spooled
@@ -68,7 +69,7 @@ def _offline(trainer, s: TrackingSettings, tags: dict, error: Exception) -> Open
     try:  # the spool first: say "spooled locally" only once it is true
         sink = SpoolingSink(None, run_id, report=warn, meta={
             "tracking_uri": s.tracking_uri, "experiment": s.experiment,
-            "run_name": s.run_name or trainer.args.name, "tags": tags, "run_id_file": str(run_file.resolve()),
+            "run_name": s.run_name_for(trainer.args.name), "tags": tags, "run_id_file": str(run_file.resolve()),
             "artifact_location": s.artifact_location})
     except Exception as spool_error:
         raise RuntimeError(f"neither the store ({type(error).__name__}: {str(error)[:200]}) nor the spool "
@@ -122,4 +123,5 @@ def _spooling_sink(backend: TrackingBackend, run_id: str, s: TrackingSettings) -
     """Write-ahead spool (docs/durability.md): an outage or a kill loses nothing; `sai-mlflow sync` uploads."""
     return SpoolingSink(backend, run_id, report=warn, upload_interval_s=s.publish_interval_s,
                         drain_timeout_s=max(1.0, s.final_flush_timeout_s - 3.0),
-                        meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment, "run_name": s.run_name})
+                        meta={"tracking_uri": s.tracking_uri, "experiment": s.experiment,
+                              "run_name": redact_text(s.run_name)})

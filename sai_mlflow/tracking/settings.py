@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..config import TrackingSection
 from ..keys import ENV_RUN_ID
+from ..redact import redact_text
 from .address import resolve_experiment, resolve_tracking_uri
 
 ENV_SETTINGS = "SAI_MLFLOW_SETTINGS"
@@ -85,6 +86,11 @@ class TrackingSettings(TrackingSection):
         s.tracking_uri = resolve_tracking_uri(s.tracking_uri or None)
         s.experiment = resolve_experiment(s.experiment or None)
         return s
+
+    def run_name_for(self, ultralytics_name) -> str:
+        """The run's name (these settings', else Ultralytics' `name`) through the redaction rule, on every path:
+        the CLI, the library (SAI_MLFLOW_RUN_NAME), a DDP launcher, the spool, summary.md, the model's name."""
+        return redact_text(self.run_name or str(ultralytics_name or ""))
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -71,7 +71,7 @@ def _write_run_report(t, trainer, save_dir: Path, summary: dict[str, float]) -> 
         rows = list(s.clock.rows)
         t0 = t.monitor.samples[0][0] if t.monitor.samples else 0
         facts = RunFacts(
-            run_id=t.run_id, run_name=t.settings.run_name or str(trainer.args.name),
+            run_id=t.run_id, run_name=t.settings.run_name_for(trainer.args.name),
             batch_size=s.setup_tags.get(K.TAG_BATCH_SIZE, s.requested_batch),  # the request as tagged: -1, 0.7
             batch_size_effective=int(trainer.batch_size),
             summary=summary,
@@ -110,7 +110,7 @@ def _log_model(t, trainer, summary: dict[str, float]) -> None:
         try:
             t.backend.log_model(
                 t.run_id, best, trainer.data["names"], train_imgsz(trainer.args.imgsz),
-                name=model_name_for(t.settings.run_name or str(trainer.args.name)), metrics=summary,
+                name=model_name_for(t.settings.run_name_for(trainer.args.name)), metrics=summary,
                 dataset=(dataset_name(audit), audit.digest) if audit is not None else None)
         except Exception as e:
             warn(f"sai_mlflow: could not log the model ({type(e).__name__}: {e}); training result unaffected")
