@@ -23,6 +23,11 @@ from ..tracking.address import (
 )
 
 
+# A refused connection answers at once; this bounds a black-holed host or a server busy on its first request
+# (a 4-worker server on a loaded 2-core box took over 3 s), so a slow answer is not called an outage.
+STORE_CHECK_TIMEOUT_S = 10.0
+
+
 def make_client(tracking_uri: str, create: bool = True):
     """An explicit MlflowClient (no fluent globals); creates ./mlruns for the embedded default.
 
@@ -97,7 +102,7 @@ def _sqlite_init_lock(db: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def check_store(tracking_uri: str, timeout_s: float = 3.0) -> None:
+def check_store(tracking_uri: str, timeout_s: float = STORE_CHECK_TIMEOUT_S) -> None:
     """Refuse a misconfigured store before any work; tell an outage apart, in seconds.
 
     StoreConfigError (exit 2, never spooled): unknown scheme, missing driver, bad host name, refused
