@@ -22,7 +22,6 @@ from ..tracking.address import (
     scheme_of,
 )
 
-
 # A refused connection answers at once; this bounds a black-holed host or a server busy on its first request
 # (a 4-worker server on a loaded 2-core box took over 3 s), so a slow answer is not called an outage.
 STORE_CHECK_TIMEOUT_S = 10.0
