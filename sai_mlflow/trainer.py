@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, RANK
@@ -37,6 +38,14 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(signal.Signals(signum).name)
+
+
+@dataclass(frozen=True)
+class LaunchedRun:
+    """The run a DDP launcher opened for its workers: where the command says the run is, as a tracker would."""
+
+    run_id: str
+    experiment_id: str
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -187,6 +196,7 @@ class TrackedDetectionTrainer(DetectionTrainer):
             if fn not in cbs.setdefault(event, []):
                 cbs[event].append(fn)
         self.sai_tracker = None
+        self.sai_launched_run = None  # a DDP launcher's run (its workers track it; this process holds no tracker)
         super().__init__(cfg, overrides, cbs)
         self._drop_ultralytics_mlflow()
 
@@ -224,8 +234,12 @@ class TrackedDetectionTrainer(DetectionTrainer):
             if not s.run_id:
                 # train's preflight findings: set on this trainer, which the workers do not inherit
                 tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
-                s.run_id = backend.create_run(s.experiment, s.run_name_for(self.args.name), tags,
-                                              s.artifact_location or None).run_id
+                ref = backend.create_run(s.experiment, s.run_name_for(self.args.name), tags,
+                                         s.artifact_location or None)
+            else:
+                ref = backend.get_run(s.run_id)
+            s.run_id = ref.run_id if ref is not None else s.run_id
+            self.sai_launched_run = LaunchedRun(s.run_id, ref.experiment_id if ref is not None else "")
             hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
             return backend, s.run_id
         except (StoreConfigError, SettingsError):

@@ -79,6 +79,9 @@ def main(spec_path: str) -> int:
             trainer.train()
         except Terminated as e:
             return 128 + e.signum
+        finally:  # what the launcher can say about its run (the command prints its links from it)
+            launched = trainer.sai_launched_run
+            print("launched run:", json.dumps(launched and [launched.run_id, launched.experiment_id]), flush=True)
     return 0
 
 

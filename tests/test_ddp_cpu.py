@@ -66,6 +66,7 @@ def test_ddp_on_two_cpu_ranks_one_run_steps_once_guard_stops_both(tmp_path, sixt
     assert rc == 0, log[-4000:]  # torch.distributed.run returned 0: both ranks ended, at the same epoch
     run = _the_run(client)
     assert run.info.status == "FINISHED"
+    assert f'launched run: ["{run.info.run_id}", "{run.info.experiment_id}"]' in log  # the launcher can point at it
     tags, metrics = run.data.tags, run.data.metrics
     assert tags[K.TAG_DEVICES] == "2"
     assert tags[K.TAG_STOPPED_BY] == "memory_over_limit"

@@ -204,10 +204,15 @@ class TrainingResult:
     """How training ended: `tracker` (None when it was not tracked); `stopped` the signal that stopped it, or
     "interrupted"; `failure` the error that failed it (redacted); `exit_code` 0, 1, 130 or 128 + signal."""
 
-    tracker: object | None
+    tracker: object | None  # what says where the run is: its run_id and experiment_id
     stopped: str | None = None
     failure: str | None = None
     exit_code: int = 0
+
+
+def _tracked(trainer):
+    """The run this process can point at: its tracker's, or under DDP the launcher's (rank 0 tracks it)."""
+    return trainer.sai_tracker or trainer.__dict__.get("sai_launched_run")
 
 
 def run(plan: TrainingPlan, run_name: str | None) -> TrainingResult:
@@ -231,10 +236,10 @@ def run(plan: TrainingPlan, run_name: str | None) -> TrainingResult:
             trainer.train()
         except KeyboardInterrupt as e:
             signalled = isinstance(e, Terminated)
-            return TrainingResult(trainer.sai_tracker, stopped=f"stopped by {e}" if signalled else "interrupted",
+            return TrainingResult(_tracked(trainer), stopped=f"stopped by {e}" if signalled else "interrupted",
                                   exit_code=128 + e.signum if signalled else 130)
         except StoreConfigError as e:  # refused when the run was opened (DDP launcher), before the first batch
             raise UserError(f"{e}; nothing was trained") from None
         except Exception as e:
-            return TrainingResult(trainer.sai_tracker, failure=redact_text(f"{type(e).__name__}: {e}"), exit_code=1)
-    return TrainingResult(trainer.sai_tracker)  # opened when training started
+            return TrainingResult(_tracked(trainer), failure=redact_text(f"{type(e).__name__}: {e}"), exit_code=1)
+    return TrainingResult(_tracked(trainer))  # opened when training started
