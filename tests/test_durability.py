@@ -371,3 +371,9 @@ def test_a_run_started_offline_resumes_into_its_synced_run(tmp_path, synthetic_d
                                     key=lambda m: m.timestamp)]
     assert steps == sorted(set(steps))
     assert find_run_model(client, run).startswith("models:/")
+
+
+def test_sync_of_a_run_without_a_spool_names_it_and_the_spool_root(tmp_path):
+    r = cli_in_process("sync", "--run", "0123abcd", "--spool-dir", str(tmp_path / "spool"), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("Error:") == 1, r.stderr
+    assert f"no spool for run 0123abcd under {tmp_path / 'spool'}" in r.stderr

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import click
 
-from .boundary import UsageError
-
 
 @click.command("sync", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--run", "run_id", help="Only this run (an MLflow run id, or a local-… id of a run started offline).")
@@ -21,16 +19,12 @@ from .boundary import UsageError
 @click.option("--spool-dir", help="Spool root (else $SAI_MLFLOW_SPOOL_DIR, else ./mlruns/spool).")
 def sync(run_id, dry_run, tracking_uri, spool_dir):
     """Upload pending spools from their watermark; set FINISHED/FAILED/KILLED as observed."""
-    from ..errors import StoreConfigError
-    from ..tracking.spool import list_spools, spool_root, summarize, sync_spool
+    from ..app import sync as flow
+    from ..tracking.spool import summarize
 
-    spools = list_spools(spool_dir)
-    if run_id:
-        spools = [s for s in spools if s.run_id == run_id or s.bound_run_id() == run_id]
-        if not spools:
-            raise UsageError(f"no spool for run {run_id} under {spool_root(spool_dir)}")
+    spools, root = flow.pending(run_id, spool_dir)
     if not spools:
-        click.echo(f"nothing to sync under {spool_root(spool_dir)}")
+        click.echo(f"nothing to sync under {root}")
         return
     failed = 0
     for sp in spools:
@@ -53,10 +47,7 @@ def sync(run_id, dry_run, tracking_uri, spool_dir):
             for item in sp.rejected()[:20]:
                 click.echo(f"  refused by the store: {item}")
             continue
-        try:
-            r = sync_spool(sp, tracking_uri)
-        except StoreConfigError as e:  # wrong URI, login or permission: every spool would fail the same way
-            raise UsageError(f"{e}; {sp.run_id} was not uploaded and stays in the spool") from None
+        r = flow.upload(sp, tracking_uri)
         if r.state == "synced":
             made = " (created: the store had no run for it)" if r.created else ""
             click.echo(f"{sp.run_id}: uploaded {r.uploaded_metrics} points to run {r.run_id}{made}, status {r.status}")
