@@ -236,9 +236,9 @@ class TrackedDetectionTrainer(DetectionTrainer):
                 tags = source_tags(dict(getattr(self, "sai_preflight_tags", None) or {}))
                 ref = backend.create_run(s.experiment, s.run_name_for(self.args.name), tags,
                                          s.artifact_location or None)
-            else:
+                s.run_id = ref.run_id
+            else:  # a given run (--resume): the workers' attach refuses it loudly if it is gone
                 ref = backend.get_run(s.run_id)
-            s.run_id = ref.run_id if ref is not None else s.run_id
             self.sai_launched_run = LaunchedRun(s.run_id, ref.experiment_id if ref is not None else "")
             hand_on(s)  # the workers attach to this run: the settings, run id included, in one variable
             return backend, s.run_id

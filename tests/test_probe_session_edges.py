@@ -3,7 +3,6 @@ cannot set itself up does not leave its run RUNNING (real sqlite store, a real c
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 
@@ -15,16 +14,16 @@ from sai_mlflow.probe.session import ProbeSpec, Session, copy_redacted
 SECRET = "hunter2-probe"
 
 
-def test_the_probe_output_is_copied_to_its_log_through_the_redaction_rule():
+def test_the_probe_output_is_copied_to_its_log_through_the_redaction_rule(tmp_path):
     lines = [f"train: Scanning /data/password={SECRET}/labels... 16 images\n",
              f"MLflow: logging to https://bob:{SECRET}@mlflow.example/\n", "Epoch 1/1 100%\rdone\n"]
     child = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdout.write({''.join(lines)!r})"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = io.StringIO()
-    copy_redacted(child.stdout, log)
+    copy_redacted(child.stdout, tmp_path / "probe.log")
     child.wait()
-    assert SECRET not in log.getvalue()
-    assert "Scanning /data/" in log.getvalue() and "mlflow.example" in log.getvalue() and "done" in log.getvalue()
+    log = (tmp_path / "probe.log").read_text()
+    assert SECRET not in log
+    assert "Scanning /data/" in log and "mlflow.example" in log and "done" in log
 
 
 def test_a_session_that_cannot_make_its_workdir_closes_its_run(tmp_path, client, sqlite_uri, monkeypatch):

@@ -89,12 +89,14 @@ class ProbeResult:
 COPY_DRAIN_S = 5.0  # after the probe exits, how long its last lines may take to reach the log
 
 
-def copy_redacted(source, dest) -> None:
+def copy_redacted(source, log: Path) -> None:
     """Line by line from the probe's pipe to its log, through the one redaction rule (a data path or URL in
-    Ultralytics' output holding a password never reaches the disk)."""
-    for line in source:
-        dest.write(redact_text(line))
-        dest.flush()
+    Ultralytics' output holding a password never reaches the disk). The log is this copier's own: a grandchild
+    still holding the pipe after the wait cannot make it write to a closed file."""
+    with log.open("w") as dest:
+        for line in source:
+            dest.write(redact_text(line))
+            dest.flush()
 
 
 @dataclass
@@ -287,7 +289,7 @@ class Session:
         res = ProbeResult(batch=batch, run_id=run_id, outcome=MEASURED, predicted_gib=predicted,
                           seconds=time.monotonic() - t0)
         got = json.loads((pdir / "result.json").read_text()) if (pdir / "result.json").is_file() else {}
-        text = log.read_text(errors="replace")[-20000:].lower()
+        text = log.read_text(errors="replace")[-20000:].lower() if log.is_file() else ""
         res.error = got.get("error") or (None if rc == 0 else f"the probe process ended with code {rc}")
         res.batch_effective = got.get("batch_effective")
         self._read_back(res)
@@ -315,25 +317,24 @@ class Session:
         lines, DDP workers' too) reaches the log through the redaction rule. Stopped by a signal, its whole group
         is stopped (probe/stop.py) before the exception goes on to the session."""
         proc = copier = None
-        with log.open("w") as out:
-            try:
-                with self.deferred():
-                    proc = subprocess.Popen([sys.executable, "-m", "sai_mlflow.probe.child", str(spec_file)],
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                            text=True, errors="replace")
-                    copier = threading.Thread(target=copy_redacted, args=(proc.stdout, out), daemon=True)
-                    copier.start()
-                return proc.wait(timeout=self.spec.timeout_s)
-            except subprocess.TimeoutExpired:
+        try:
+            with self.deferred():
+                proc = subprocess.Popen([sys.executable, "-m", "sai_mlflow.probe.child", str(spec_file)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                        text=True, errors="replace")
+                copier = threading.Thread(target=copy_redacted, args=(proc.stdout, log), daemon=True)
+                copier.start()
+            return proc.wait(timeout=self.spec.timeout_s)
+        except subprocess.TimeoutExpired:
+            stop_group(proc)
+            return -1
+        except BaseException:
+            if proc is not None:
                 stop_group(proc)
-                return -1
-            except BaseException:
-                if proc is not None:
-                    stop_group(proc)
-                raise
-            finally:
-                if copier is not None:
-                    copier.join(timeout=COPY_DRAIN_S)  # a lingering grandchild holding the pipe is not waited for
+            raise
+        finally:
+            if copier is not None:
+                copier.join(timeout=COPY_DRAIN_S)  # a lingering grandchild holding the pipe is not waited for
 
     def _read_back(self, res: ProbeResult) -> None:
         m = self.client.get_run(res.run_id).data.metrics
