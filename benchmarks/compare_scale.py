@@ -88,7 +88,7 @@ def run_series(i: int, batch: int, rng: random.Random):
     for k in range(MEM_SAMPLES):
         ts = k * every
         g = 25 if ts < 20 else peak_train + leak * ts / 3600
-        mem.append(g)
+        mem.append((ts, g))
         rows.append((K.MEMORY_USED_GIB, g, int((T0 + ts) * 1000), k))
     maps = []
     for e in range(1, EPOCHS + 1):
@@ -103,9 +103,10 @@ def run_series(i: int, batch: int, rng: random.Random):
         values.update({k: 0.01 for k in K.LR_KEYS})
         rows += [(k, v, ms, e) for k, v in values.items()]
     summary = compute_summary(SummaryInputs(
-        step_s=step_s, data_wait_s=waits, batch_size_effective=batch, peak_gib=max(mem) + 2, total_gib=140.0,
+        step_s=step_s, data_wait_s=waits, batch_size_effective=batch, peak_gib=max(g for _, g in mem) + 2,
+        total_gib=140.0,
         map50=maps, map50_95=[m / 2 for m in maps], epochs_completed=EPOCHS, epochs_planned=EPOCHS,
-        batches_per_epoch=bpe, val_s=[val_s]))
+        batches_per_epoch=bpe, val_s=[val_s], memory=[(t * 1000.0, g) for t, g in mem]))
     return rows, summary, duration
 
 

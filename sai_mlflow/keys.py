@@ -154,12 +154,18 @@ SUMMARY_EPOCHS_COMPLETED = "summary/epochs_completed"
 SUMMARY_EPOCHS_PLANNED = "summary/epochs_planned"
 SUMMARY_BATCHES_PER_EPOCH = "summary/batches_per_epoch"
 SUMMARY_ETA_FULL_S = "summary/eta_full_s"
+# steady-state memory (the second half of memory/used_gib), so compare-runs judges a leak without the series;
+# used only while summary/memory_samples equals the samples the store holds
+SUMMARY_MEMORY_SAMPLES = "summary/memory_samples"
+SUMMARY_MEMORY_STEADY_SPAN_S = "summary/memory_steady_span_s"
+SUMMARY_MEMORY_GROWTH_GIB_PER_H = "summary/memory_growth_gib_per_h"
 
 SUMMARY_KEYS = (
     SUMMARY_STEP_S_STEADY, SUMMARY_STEP_S_P90, SUMMARY_WARMUP_BATCHES, SUMMARY_IMAGES_PER_S,
     SUMMARY_DATA_WAIT_FRACTION, SUMMARY_PEAK_GIB, SUMMARY_TOTAL_GIB, SUMMARY_PEAK_FRACTION,
     SUMMARY_BEST_MAP50, SUMMARY_BEST_MAP50_95, SUMMARY_EPOCHS_COMPLETED, SUMMARY_EPOCHS_PLANNED,
     SUMMARY_BATCHES_PER_EPOCH, SUMMARY_ETA_FULL_S,
+    SUMMARY_MEMORY_SAMPLES, SUMMARY_MEMORY_STEADY_SPAN_S, SUMMARY_MEMORY_GROWTH_GIB_PER_H,
 )
 
 EPOCH_KEYS = (

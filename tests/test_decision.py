@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sai_mlflow.compare import decision as D
-from sai_mlflow.compare.decision import RunRecord, decide, memory_slope_gib_per_hour, plan_fetch
+from sai_mlflow.compare.decision import RunRecord, decide, plan_fetch
 from sai_mlflow.compare.policy import Policy
+from sai_mlflow.telemetry.steady_memory import memory_slope_gib_per_hour
 
 P = Policy()
 

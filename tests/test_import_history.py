@@ -72,14 +72,17 @@ def test_summary_is_compute_summary_of_the_logged_series(seeded):
 
     vals = series(K.EPOCH_DURATION_S)
     step_s = series(K.BATCH_STEP_S)
+    memory = sorted(client.get_metric_history(rid, K.MEMORY_USED_GIB), key=lambda m: m.step)
     expect = compute_summary(SummaryInputs(
         step_s=step_s, data_wait_s=series(K.BATCH_DATA_WAIT_S), batch_size_effective=128,
         peak_gib=max(series(K.MEMORY_USED_GIB)), total_gib=140.0, map50=series(K.VAL_MAP50),
-        epochs_completed=5, epochs_planned=110, batches_per_epoch=293, val_s=[25.7] * 5))
+        epochs_completed=5, epochs_planned=110, batches_per_epoch=293, val_s=[25.7] * 5,
+        memory=[(m.timestamp, m.value) for m in memory]))
     got = {k: v for k, v in r.data.metrics.items() if k.startswith("summary/")}
     assert set(got) == set(expect)
-    for k in expect:
-        assert got[k] == pytest.approx(expect[k], rel=1e-9), k
+    assert got[K.SUMMARY_MEMORY_SAMPLES] == len(memory)  # the steady-memory figures cover the whole series
+    for k in expect:  # the store keeps timestamps in whole ms: the memory figures agree to that
+        assert got[k] == pytest.approx(expect[k], rel=1e-6 if k.startswith("summary/memory_") else 1e-9), k
     assert len(vals) == 5 and len(step_s) == 1465
 
 
@@ -193,7 +196,30 @@ def test_records_of_the_seed(seeded):
     assert sum(r.peak_gib is None for r in records) == 1  # the cache=True run: memory not in the notes
     b128 = next(r for r in records if r.run_name == "b128")
     assert sorted(b128.map50) == [1, 2, 3, 4, 5]  # fetched: it reached the later window
-    assert b128.memory_steady and len(b128.memory_steady) <= 500
+    assert b128.memory_steady is None  # its summary's steady-memory figures cover its 172 samples: not fetched
+    assert b128.memory_summary_samples == b128.memory_samples == 172
     b96 = next(r for r in records if r.run_name == "b96")
     assert b96.map50 is None  # it never reached the later window: not fetched
-    assert b96.memory_steady  # how long its samples last is read from the series itself
+    assert b96.memory_steady is None and b96.memory_steady_span_s == pytest.approx(240.0)
+
+
+def test_a_summary_that_does_not_cover_the_memory_series_is_not_used(seeded):
+    """One sample logged after the summary (a run killed past its last epoch end, a resumed run's earlier
+    session): the steady half is read from the series, and judged the same way."""
+    _, runs, client = seeded
+    from sai_mlflow.compare.decision import decide
+    from sai_mlflow.compare.loader import load_records
+    from sai_mlflow.compare.policy import Policy
+
+    policy = Policy()
+    before = decide(load_records(client, experiment="sai-net-stage1", policy=policy, progress=False), policy)
+    b96 = runs["b96"].info.run_id
+    hist = sorted(client.get_metric_history(b96, K.MEMORY_USED_GIB), key=lambda m: m.step)
+    client.log_metric(b96, K.MEMORY_USED_GIB, hist[-1].value, timestamp=hist[-1].timestamp + 1000, step=len(hist))
+    records = load_records(client, experiment="sai-net-stage1", policy=policy, progress=False)
+    r = next(r for r in records if r.run_id == b96)
+    assert r.memory_samples == len(hist) + 1 and r.memory_summary_samples == len(hist)
+    assert r.memory_steady and r.memory_steady[-1][0] == (hist[-1].timestamp + 1000) / 1000.0  # fetched
+    leak = decide(records, policy).by_id(b96).reason("memory_leak")
+    assert leak.message == "not judged: steady-state memory covers 4.0 min (needs 10 min)"
+    assert leak == before.by_id(b96).reason("memory_leak")

@@ -94,6 +94,8 @@ def test_summary_is_consistent(trained):
     m = runs[0].data.metrics
     for key in K.SUMMARY_KEYS:
         assert key in m, key
+    # the steady-memory figures cover exactly the series the store holds, so compare-runs needs no series
+    assert m[K.SUMMARY_MEMORY_SAMPLES] == len(history(client, runs[0], K.MEMORY_USED_GIB))
     assert m[K.SUMMARY_IMAGES_PER_S] == pytest.approx(BATCH / m[K.SUMMARY_STEP_S_STEADY])
     assert m[K.SUMMARY_EPOCHS_COMPLETED] == EPOCHS == m[K.SUMMARY_EPOCHS_PLANNED]
     assert 0 < m[K.SUMMARY_PEAK_FRACTION] < 1

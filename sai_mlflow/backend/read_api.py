@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import UserError
+from ..telemetry.stats import sample_indices  # noqa: F401  (the readers' one sampling rule, re-exported)
 
 Rows = list[tuple[int, int, float]]  # (step, timestamp ms, value), ordered; NaN kept as nan
 Window = tuple[int, int] | None      # steps [lo, hi], None = the whole series
@@ -70,19 +71,6 @@ class RunReader(Protocol):
 
     def artifact_text(self, run_id: str, path: str) -> str | None:
         """A small text artifact of the run, None when it has none."""
-
-
-def sample_indices(n: int, max_points: int) -> list[int]:
-    """Which of `n` ordered rows MLflow's own sampler keeps: the first row of each of NTILE(max_points)
-    buckets, with the last row always kept (`SqlAlchemyStore.get_metric_history_bulk_interval`, which
-    the server's bulk endpoint runs). Every reader keeps exactly these rows, so a verdict never depends
-    on the kind of store."""
-    if n <= max_points:
-        return list(range(n))
-    q, r = divmod(n, max_points)
-    picks = [i * (q + 1) if i < r else r * (q + 1) + (i - r) * q for i in range(max_points)]
-    picks[-1] = n - 1
-    return picks
 
 
 def ordered(rows: Iterable) -> Rows:

@@ -51,8 +51,7 @@ from .reasons import (  # noqa: F401  (re-exported: the codes and checks live in
     check_run,
     map_drop,
     memory_judgeable_before_fetch,
-    memory_slope_gib_per_hour,
-    series_span_s,
+    summary_covers_memory,
 )
 from .record import GROUP_FIELDS, HUGE, RunRecord  # noqa: F401
 from .text import duration_text, pct  # noqa: F401
@@ -156,7 +155,7 @@ def plan_fetch(records: Sequence[RunRecord], policy) -> dict[str, set[str]]:
         need: set[str] = set()
         if r.map50 is None and r.map50_last_epoch is not None and r.map50_last_epoch >= late_first:
             need.add(NEED_MAP50)
-        if memory_judgeable_before_fetch(r) is None:
+        if memory_judgeable_before_fetch(r) is None and not summary_covers_memory(r):
             need.add(NEED_MEMORY)
         if need:
             plan[r.run_id] = need

@@ -25,10 +25,11 @@ from typing import Any
 from .. import keys as K
 from ..backend.read_api import MAX_POINTS, BadFilter, NotFound, ReadError, Rows, RunRow, Window, sample_indices  # noqa: F401
 from ..importers import ultralytics_mapping as U
+from ..telemetry.steady_memory import STEADY_POINTS
 from .decision import NEED_MAP50, NEED_MEMORY, plan_fetch
 from .record import RunRecord, parse_int, record_from_keys
 
-MEMORY_POINTS = 200
+MEMORY_POINTS = STEADY_POINTS
 PLOT_POINTS = 1500
 PROGRESS_MIN_RUNS = 10
 BULK_MAX_RESULTS = MAX_POINTS

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import keys as K
 from ..errors import closest
-from ..telemetry.stats import median
+from ..telemetry.steady_memory import SteadyMemory, steady_memory, steady_picks, steady_start
 from .memfit import MemoryFit, memory_advice
 from .record import RunRecord, peak_fraction, plausibility
 from .text import HUGE, epochs_text, pct
@@ -214,29 +214,12 @@ def check_double_cache(r: RunRecord, policy=None) -> Reason | None:
 
 # --- memory_leak -----------------------------------------------------------------------------------
 
-def memory_slope_gib_per_hour(samples: Sequence[tuple[float, float]]) -> float | None:
-    """Robust growth of (time s, GiB) samples in GiB/hour: the median of the last third minus the
-    median of the first third, over the time between the thirds' middles. Medians ignore the
-    periodic validation peaks (2x batch) that a least-squares line would read as a trend when one
-    falls near an end. None with < 3 samples or no time between the thirds."""
-    pts = sorted((float(t), float(g)) for t, g in samples if _known(t) and _known(g))
-    n = len(pts)
-    if n < 3:
-        return None
-    k = max(1, n // 3)
-    first, last = pts[:k], pts[-k:]
-    dt = median([t for t, _ in last]) - median([t for t, _ in first])
-    if dt <= 0:
-        return None
-    return (median([g for _, g in last]) - median([g for _, g in first])) / dt * 3600.0
-
-
 def memory_judgeable_before_fetch(r: RunRecord) -> str | None:
-    """None when the steady-state memory series is worth fetching, else why it cannot be judged.
+    """None when the steady-state memory series is worth judging, else why it cannot be judged.
 
     Only the sample count is known before the fetch: the time the samples cover is read from the
-    series itself afterwards, never from the run's start time (tools that import runs keep the
-    original timestamps, which may precede the run's own start)."""
+    series itself afterwards (or from a summary that covers it), never from the run's start time (tools
+    that import runs keep the original timestamps, which may precede the run's own start)."""
     if not r.memory_samples:
         return "no memory/used_gib samples recorded"
     if r.memory_samples < 2 * MIN_LEAK_SAMPLES:
@@ -244,36 +227,41 @@ def memory_judgeable_before_fetch(r: RunRecord) -> str | None:
     return None
 
 
-def series_span_s(points: Sequence[tuple[float, float]]) -> float:
-    """Seconds between the first and last timestamps of (time s, value) points; 0 when fewer than two
-    or when the timestamps do not move forward (never negative)."""
-    times = [t for t, _ in points if _known(t)]
-    return max(0.0, max(times) - min(times)) if len(times) >= 2 else 0.0
+def summary_covers_memory(r: RunRecord) -> bool:
+    """The run's `summary/memory_*` figures describe the very series the store holds (same sample count): a
+    killed run's samples after its last epoch end, or a resumed run's earlier sessions, make it not so, and
+    then the steady half is read from the series."""
+    return r.memory_summary_samples is not None and r.memory_samples is not None \
+        and int(r.memory_summary_samples) == r.memory_samples
+
+
+def _steady(r: RunRecord) -> SteadyMemory | None:
+    """The steady half's figures: from the summary when it covers the series, else from the fetched points."""
+    if summary_covers_memory(r):
+        judged = len(steady_picks(r.memory_samples - steady_start(r.memory_samples)))
+        return SteadyMemory(r.memory_samples, judged, r.memory_steady_span_s or 0.0, r.memory_growth_gib_per_h)
+    return steady_memory(r.memory_steady, r.memory_samples) if r.memory_steady is not None else None
 
 
 def check_memory_leak(r: RunRecord, policy) -> Reason | None:
     why = memory_judgeable_before_fetch(r)
-    if why is None and r.memory_steady is None:
+    steady = _steady(r) if why is None else None
+    if why is None and steady is None:
         why = "steady-state memory series not loaded"
-    if why is None:
-        pts = r.memory_steady or []
-        span = series_span_s(pts)
-        if len(pts) < MIN_LEAK_SAMPLES:
-            why = f"only {len(pts)} steady-state memory samples"
-        elif span <= 0:
-            why = "steady-state memory samples share one timestamp"
-        elif span < policy.min_leak_window_s:
+    if steady is not None:
+        span, slope = steady.span_s, steady.growth_gib_per_h
+        if steady.samples < MIN_LEAK_SAMPLES:
+            why = f"only {steady.samples} steady-state memory samples"
+        elif span < policy.min_leak_window_s and span > 0:
             why = f"steady-state memory covers {span / 60:.1f} min (needs {policy.min_leak_window_s / 60:.0f} min)"
+        elif span <= 0 or slope is None:
+            why = "steady-state memory samples share one timestamp"
+        elif slope > policy.max_leak_gib_per_hour:
+            return Reason(MEMORY_LEAK, REJECT,
+                          f"steady-state memory grows {slope:.2f} GiB/h over {span / 3600:.1f} h "
+                          f"(limit {policy.max_leak_gib_per_hour:g} GiB/h)")
         else:
-            slope = memory_slope_gib_per_hour(pts)
-            if slope is None:
-                why = "steady-state memory samples share one timestamp"
-            elif slope > policy.max_leak_gib_per_hour:
-                return Reason(MEMORY_LEAK, REJECT,
-                              f"steady-state memory grows {slope:.2f} GiB/h over {span / 3600:.1f} h "
-                              f"(limit {policy.max_leak_gib_per_hour:g} GiB/h)")
-            else:
-                return None
+            return None
     return Reason(MEMORY_LEAK, INFO, f"not judged: {why}")
 
 

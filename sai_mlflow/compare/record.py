@@ -107,6 +107,10 @@ class RunRecord:
     eta_full_s: float | None = _summary(K.SUMMARY_ETA_FULL_S, _range(0, lo_ok=False))
     epochs_completed: float | None = _summary(K.SUMMARY_EPOCHS_COMPLETED, _range(0))
     epochs_planned: float | None = _summary(K.SUMMARY_EPOCHS_PLANNED, _range(0))
+    # the steady half of memory/used_gib as the trainer saw it (reasons.summary_covers_memory says when usable)
+    memory_summary_samples: float | None = _summary(K.SUMMARY_MEMORY_SAMPLES, _range(0))
+    memory_steady_span_s: float | None = _summary(K.SUMMARY_MEMORY_STEADY_SPAN_S, _range(0))
+    memory_growth_gib_per_h: float | None = _summary(K.SUMMARY_MEMORY_GROWTH_GIB_PER_H, _range(-HUGE))
     # what the latest-metric table says about series (known without fetching them)
     map50_last_epoch: int | None = None          # step of the latest val/mAP50
     memory_samples: int | None = None            # latest memory/used_gib step + 1

@@ -293,6 +293,7 @@ def build(spec: RunSpec) -> tuple[Timeline, dict[str, float], float]:
         map50=maps, map50_95=maps95,
         epochs_completed=done, epochs_planned=spec.epochs_planned, batches_per_epoch=bpe,
         val_s=[val_s] * done if val_s is not None and done else [],
+        memory=[(t * 1000.0, g) for t, g in mem],
     ))
     for key, v in summary.items():
         tl.add(key, v, clock.duration, 0)

@@ -25,3 +25,16 @@ def finite(x) -> float | None:
     if x is None or isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
     return float(x) if math.isfinite(x) else None
+
+
+def sample_indices(n: int, max_points: int) -> list[int]:
+    """Which of `n` ordered rows MLflow's own sampler keeps: the first row of each of NTILE(max_points)
+    buckets, with the last row always kept (`SqlAlchemyStore.get_metric_history_bulk_interval`, which
+    the server's bulk endpoint runs). Every reader keeps exactly these rows, so a verdict never depends
+    on the kind of store."""
+    if n <= max_points:
+        return list(range(n))
+    q, r = divmod(n, max_points)
+    picks = [i * (q + 1) if i < r else r * (q + 1) + (i - r) * q for i in range(max_points)]
+    picks[-1] = n - 1
+    return picks

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .. import keys as K
 from .stats import median, percentile
+from .steady_memory import steady_memory_of_series
 from .warmup import detect_warmup
 
 
@@ -27,6 +28,8 @@ class SummaryInputs:
     epochs_planned: int | None = None
     batches_per_epoch: int | None = None
     val_s: Sequence[float] = field(default_factory=list)  # measured validation seconds per epoch
+    memory: Sequence[tuple[float, float]] = ()  # memory/used_gib as (time ms, GiB), in step order, from step…
+    memory_first_step: int = 0                  # …this one (a resumed run's earlier sessions hold the steps before)
 
 
 def compute_summary(x: SummaryInputs) -> dict[str, float]:
@@ -64,4 +67,16 @@ def compute_summary(x: SummaryInputs) -> dict[str, float]:
         if steady_s is not None and x.epochs_planned:
             val = median(x.val_s) or 0.0
             out[K.SUMMARY_ETA_FULL_S] = x.epochs_planned * (x.batches_per_epoch * steady_s + val)
+    out.update(_steady_memory(x.memory, x.memory_first_step))
+    return out
+
+
+def _steady_memory(memory: Sequence[tuple[float, float]], first_step: int) -> dict[str, float]:
+    """The steady half's figures for the whole series (steps 0..n-1), when these samples hold all of it."""
+    steady = steady_memory_of_series(memory, first_step)
+    if steady is None:
+        return {}
+    out = {K.SUMMARY_MEMORY_SAMPLES: float(steady.series_samples), K.SUMMARY_MEMORY_STEADY_SPAN_S: steady.span_s}
+    if steady.growth_gib_per_h is not None:
+        out[K.SUMMARY_MEMORY_GROWTH_GIB_PER_H] = steady.growth_gib_per_h
     return out

@@ -10,11 +10,11 @@ from ..tracking.sink import Batch
 
 class Collectors:
     """Reads the tracker's clock and samplers when called (a test may swap the monitor); keeps its own cursors.
-    `mem_offset` and `window_index`: where a resumed run's series go on."""
+    A resumed run's series go on where the store's left off: batches from `state.clock.offset`, memory samples
+    from `state.memory_first_step`, publish windows from `window_index`."""
 
-    def __init__(self, tracker, mem_offset: int = 0, window_index: int = 0) -> None:
+    def __init__(self, tracker, window_index: int = 0) -> None:
         self.tracker = tracker
-        self.mem_offset = mem_offset
         self.window_index = window_index
         self._batch_cursor = 0
         self._mem_cursor = 0
@@ -43,12 +43,13 @@ class Collectors:
         start, self._mem_cursor = self._mem_cursor, n
         total = monitor.sampler.total_gib
         limit = self.tracker.limit_fraction
+        first = self.tracker.state.memory_first_step
         pts = [p for i, (ts, gib) in enumerate(samples[start:n])
-               for p in memory_points(gib, total, limit, ts, self.mem_offset + start + i)]
+               for p in memory_points(gib, total, limit, ts, first + start + i)]
         indices = monitor.indices
         if len(indices) > 1:  # DDP: each device at the same steps (the monitor keeps them at least as long)
             each = monitor.device_samples
-            pts += [(K.memory_device_used_gib(d), gib, samples[start + i][0], self.mem_offset + start + i)
+            pts += [(K.memory_device_used_gib(d), gib, samples[start + i][0], first + start + i)
                     for i, row in enumerate(each[start:n]) for d, gib in zip(indices, row)]
         return Batch(metrics=pts)
 

@@ -28,8 +28,8 @@ from ..compare.reasons import (
     parse_stop_on,
 )
 from ..compare.record import RunRecord, parse_int, record_from_keys
+from ..telemetry.steady_memory import steady_half
 
-STEADY_POINTS = 500  # the memory_leak check reads at most this many steady-state samples
 GuardConfigError = StopOnError  # the name callers know
 
 
@@ -112,10 +112,8 @@ class Guard:
 
 
 def _steady(samples: Sequence[tuple[int, float]]) -> list[tuple[float, float]]:
-    """The second half of (wall ms, GiB) samples as (s, GiB), thinned to STEADY_POINTS."""
-    half = samples[len(samples) // 2:]
-    stride = max(1, len(half) // STEADY_POINTS)
-    return [(ms / 1000.0, g) for ms, g in half[::stride]]
+    """The second half of (wall ms, GiB) samples as (s, GiB), picked as compare-runs reads a series."""
+    return [(ms / 1000.0, g) for ms, g in steady_half(samples)]
 
 
 def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, float]) -> RunRecord:
@@ -125,10 +123,14 @@ def record_so_far(tracker, trainer, epoch: int, summary: dict, map50: dict[int, 
     tags[K.TAG_BATCH_SIZE_EFFECTIVE] = int(trainer.batch_size)  # what it trains with now
     samples = list(tracker.monitor.samples)
     series = dict(map50)
+    # judged from the summary's steady-memory figures, as compare-runs will; a resumed run whose steady half
+    # began in an earlier session has none, and is judged on this session's samples
+    counted = summary.get(K.SUMMARY_MEMORY_SAMPLES)
     return record_from_keys(
         tracker.run_id, tags, summary, status="RUNNING", epochs_completed=float(epoch),
         map50_last_epoch=max(series) if series else None, map50=series or None,
-        memory_samples=len(samples) or None, memory_steady=_steady(samples) if samples else None,
+        memory_samples=int(counted) if counted else len(samples) or None,
+        memory_steady=None if counted else _steady(samples) if samples else None,
     )
 
 
@@ -180,11 +182,12 @@ def replay(metrics: Sequence[tuple[str, float, int, int]], tags: dict[str, str],
             map50=[map50[e] for e in sorted(map50)], epochs_completed=epoch,
             epochs_planned=int(final[K.SUMMARY_EPOCHS_PLANNED]) if K.SUMMARY_EPOCHS_PLANNED in final else None,
             batches_per_epoch=int(final[K.SUMMARY_BATCHES_PER_EPOCH]) if K.SUMMARY_BATCHES_PER_EPOCH in final else None,
+            memory=mem,
         ))
         record = record_from_keys(
             "replay", {**tags, K.TAG_BATCH_SIZE_EFFECTIVE: eff} if eff else tags, summary, status="RUNNING",
             epochs_completed=float(epoch), map50_last_epoch=max(map50) if map50 else None, map50=map50 or None,
-            memory_samples=len(mem) or None, memory_steady=_steady(mem) if mem else None,
+            memory_samples=len(mem) or None,  # the summary's steady-memory figures cover them all
         )
         out.append((epoch, (end - t0) / 1000.0, guard.judge(record, val_peak_is_max=val_peak > train_peak)))
     return out

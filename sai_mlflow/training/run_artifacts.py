@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import keys as K
 from ..telemetry.clock import BatchClock
+from ..telemetry.steady_memory import steady_half
 
 
 def write_batch_table(path: Path, clock: BatchClock) -> Path:
@@ -80,7 +81,7 @@ def _one_run_decision(facts: RunFacts, limit_fraction: float):
         facts.run_id, {**facts.tags, **{k: v for k, v in known.items() if v is not None}}, facts.summary,
         run_name=facts.run_name,
         map50={i + 1: v for i, v in enumerate(facts.map50)} or None, map50_last_epoch=len(facts.map50) or None,
-        memory_samples=len(facts.memory) or None, memory_steady=facts.memory[len(facts.memory) // 2:] or None,
+        memory_samples=len(facts.memory) or None, memory_steady=steady_half(facts.memory) or None,
     )
     policy = make_policy({**load_policy().as_dict(), "max_memory_fraction": limit_fraction})
     return decide([rec], policy)

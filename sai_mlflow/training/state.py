@@ -26,6 +26,7 @@ class RunState:
     batch_request: object = None
     audit: object = None  # the dataset audit (data/audit.py), from a preflight or made at setup
     clock: BatchClock = field(default_factory=BatchClock)
+    memory_first_step: int = 0  # the step of this session's first memory sample (a resumed run goes on)
     requested_batch: int | None = None
     batches_per_epoch: int | None = None
     setup_tags: dict[str, str] = field(default_factory=dict)  # read again by the guard and the run report
@@ -54,4 +55,5 @@ class RunState:
             epochs_planned=int(epochs_planned),
             batches_per_epoch=self.batches_per_epoch if batches_per_epoch is None else batches_per_epoch,
             val_s=self.val_seconds if val_s is None else val_s,
+            memory=monitor.samples, memory_first_step=self.memory_first_step,
         ))

@@ -36,7 +36,7 @@ class RunTracker:
         self.guard = self._make_guard()
         # drawn as memory/limit_gib: the limit compare-runs judges by
         self.limit_fraction = memory_limit_fraction(self.settings.policy_file)
-        mem_offset, window_index, system_offset = 0, 0, 0
+        window_index, system_offset = 0, 0
         if sink is not None:  # tests: an in-memory sink, no store
             self.client, self.backend, self.run_id, self.sink, self.experiment_id = None, None, "", sink, ""
             self.resumed, self.existing_params, self.existing_tags = False, {}, {}
@@ -47,11 +47,11 @@ class RunTracker:
             self.experiment_id = opened.experiment_id
             self.resumed, self.existing_params = opened.resumed, opened.existing_params
             self.existing_tags = opened.existing_tags
-            self.clock.offset, mem_offset, window_index, system_offset = opened.next_steps
+            self.clock.offset, self.state.memory_first_step, window_index, system_offset = opened.next_steps
         self.monitor = MemoryMonitor(sampler_for(trainer.device, getattr(trainer.args, "device", None)),
                                      self.settings.memory_interval_s, report=warn).start()
         self.system = self._start_system_metrics(system_offset)
-        self.collectors = Collectors(self, mem_offset, window_index)
+        self.collectors = Collectors(self, window_index)
         c = self.collectors
         self.publisher = Publisher(
             self.sink, [c.batches, c.memory, c.system], interval_s=self.settings.publish_interval_s, report=warn,
