@@ -156,3 +156,28 @@ def test_rule_invariants(specs):
         assert all(v.record.eta_full_s >= best for v in group if v.verdict == D.ACCEPTABLE)
     for v in group:
         assert (v.verdict == D.REJECTED) == any(r.severity == D.REJECT for r in v.reasons)
+
+
+@pytest.mark.parametrize("gib_per_h,every_s", [(2.0, 36.0), (0.3, 36.0), (5.0, 2.0)])
+def test_memory_leak_from_the_summary_is_the_verdict_read_from_the_series(gib_per_h, every_s):
+    """A run whose summary covers its memory series needs no fetch and gets the very reason (severity and
+    message) that the series read back by a store reader (200 points by MLflow's rule) would give."""
+    from sai_mlflow import keys as K
+    from sai_mlflow.compare.record import record_from_keys
+    from sai_mlflow.telemetry.stats import sample_indices
+    from sai_mlflow.telemetry.summary import SummaryInputs, compute_summary
+
+    n = 1001
+    samples = [(1.75e12 + i * every_s * 1000, 40 + gib_per_h * i * every_s / 3600 + (3.0 if i % 50 == 0 else 0.0))
+               for i in range(n)]
+    summary = compute_summary(SummaryInputs(memory=samples))
+    half = samples[n // 2:]
+    read = [(half[i][0] / 1000.0, half[i][1]) for i in sample_indices(len(half), 200)]
+    by_summary = record_from_keys("a", {}, summary, memory_samples=n)
+    by_series = record_from_keys("a", {}, {}, memory_samples=n, memory_steady=read)
+    assert plan_fetch([by_summary], Policy()) == {} and plan_fetch([by_series], Policy()) == {"a": {K.MEMORY_USED_GIB}}
+    from sai_mlflow.compare.reasons import check_memory_leak
+
+    got = check_memory_leak(by_summary, Policy())
+    assert got == check_memory_leak(by_series, Policy())
+    assert (got is not None and got.severity == D.REJECT) == (gib_per_h > Policy().max_leak_gib_per_hour)
