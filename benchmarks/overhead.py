@@ -107,6 +107,23 @@ def steady_median(steps: list[float]) -> float:
     return statistics.median(steps[detect_warmup(steps):])
 
 
+def epoch_end_summary_ms(samples: int) -> float:
+    """The summary the trainer computes at every epoch end (training thread), with `samples` memory samples held:
+    its steady-memory figures read 200 of them, so the cost must not grow with the run."""
+    import random
+
+    from sai_mlflow.telemetry.summary import SummaryInputs, compute_summary
+
+    mem = [(1.75e12 + i * 500, 100 + random.random()) for i in range(samples)]
+    steps = [0.5] * 10_000
+    times = []
+    for _ in range(9):
+        t = time.perf_counter()
+        compute_summary(SummaryInputs(step_s=steps, data_wait_s=steps, batch_size_effective=32, memory=mem))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--pairs", type=int, default=5)
@@ -173,6 +190,9 @@ def main() -> None:
     iso = isolated_hook_cost()
     print(f"| same hooks in isolation (no other threads), p50 / p99 / max, us | "
           f"{iso[len(iso) // 2]:.2f} / {iso[int(0.99 * len(iso))]:.2f} / {iso[-1]:.1f} |")
+    for n in (7_500, 216_000):  # a 110-epoch seed run's samples; 30 h sampled every 0.5 s
+        print(f"| summary at an epoch end with {n:,} memory samples held, ms (median of 9) | "
+              f"{epoch_end_summary_ms(n):.2f} |")
     if LAST_RUN:
         from mlflow.tracking import MlflowClient
 
