@@ -64,7 +64,7 @@ def dom_of(exe: str, url: str, profile: Path, ready) -> str:
 @pytest.mark.slow
 def test_ui_serves_the_store_and_the_entry_link_opens_model_training(tmp_path):
     exe = chromium()
-    assert run_cli("import-history", str(SEED), cwd=tmp_path, timeout=300).returncode == 0  # ./mlruns, the default
+    assert cli_in_process("import-history", str(SEED), cwd=tmp_path).returncode == 0  # ./mlruns, the default
     port = free_port()
     ui = subprocess.Popen([sys.executable, "-m", "sai_mlflow.cli", "ui", "--port", str(port)], cwd=tmp_path,
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
