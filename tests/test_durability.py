@@ -353,7 +353,7 @@ def test_a_run_started_offline_resumes_into_its_synced_run(tmp_path, synthetic_d
     local_id = run_file.read_text().strip()
     assert local_id.startswith("local-")
     good = f"sqlite:///{tmp_path / 'good' / 'mlflow.db'}"
-    sync = run_cli("sync", "--tracking-uri", good, cwd=tmp_path, timeout=300)
+    sync = cli_in_process("sync", "--tracking-uri", good, cwd=tmp_path)
     assert sync.returncode == 0, sync.stdout + sync.stderr
     client = MlflowClient(good)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import ROOT, run_cli, smoke_args
+from helpers import ROOT, cli_in_process, run_cli, smoke_args
 
 from sai_mlflow import keys as K
 from sai_mlflow.telemetry.steady_memory import steady_memory
@@ -63,9 +63,9 @@ def test_an_autobatch_run_resumed_keeps_its_request(tmp_path, synthetic_data):
 
 def test_a_different_batch_on_resume_is_refused(interrupted, synthetic_data):
     tmp, uri, client, run_id, last = interrupted
-    proc = run_cli(*smoke_args(tmp, synthetic_data), "--set", "batch=4", "--resume", str(last),
-                   "--tracking-uri", uri, cwd=tmp, timeout=120)
-    assert proc.returncode == 2
+    proc = cli_in_process(*smoke_args(tmp, synthetic_data), "--set", "batch=4", "--resume", str(last),
+                          "--tracking-uri", uri, cwd=tmp)  # a refusal before training: no process of its own
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained at batch 8" in proc.stderr and "restart from epoch 0" in proc.stderr
     assert client.get_run(run_id).info.status == "KILLED"  # nothing was started
 
