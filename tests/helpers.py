@@ -164,9 +164,10 @@ class _CurrentStdout:
 @contextlib.contextmanager
 def isolated_globals():
     """What a command may change in its process, saved and put back: the environment, the working folder,
-    MLflow's tracking/registry URI and active run. And Ultralytics' log handler, bound at import to the stdout
-    of that time, follows the current stdout meanwhile: in a real `sai-mlflow` process Ultralytics is imported
-    inside the command, so its lines go through the command's redacted stdout."""
+    MLflow's tracking/registry URI and active run, the servers' capabilities cached per URI. And Ultralytics' log
+    handler, bound at import to the stdout of that time, follows the current stdout meanwhile: in a real
+    `sai-mlflow` process Ultralytics is imported inside the command, so its lines go through the command's
+    redacted stdout."""
     env, cwd = dict(os.environ), os.getcwd()
     tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
     registry = sys.modules.get("mlflow.tracking._model_registry.utils")
@@ -174,9 +175,17 @@ def isolated_globals():
     handlers = [h for h in logging.getLogger("ultralytics").handlers
                 if isinstance(h, logging.StreamHandler) and h.name == "ultralytics.utils.set_logging"]
     streams = [h.setStream(_CurrentStdout()) for h in handlers]
+    server_caps = sys.modules.get("sai_mlflow.backend.mlflow_server")  # a server's version, cached per URI
+    caps = dict(server_caps._cache) if server_caps is not None else {}
+    if server_caps is not None:
+        server_caps._cache.clear()  # asked afresh, as a new process would (a port may serve another version now)
     try:
         yield
     finally:
+        server_caps = sys.modules.get("sai_mlflow.backend.mlflow_server")
+        if server_caps is not None:
+            server_caps._cache.clear()
+            server_caps._cache.update(caps)
         for h, stream in zip(handlers, streams):
             h.setStream(stream)
         fluent = sys.modules.get("mlflow.tracking.fluent")

@@ -1,13 +1,15 @@
 """The whole loop against real MLflow servers of both lines: 2.22 (from its own cached virtualenv, no logged
 models) and this environment's 3.x. Train, compare-runs, promote, a second promote, rollback, and a run trained
-while the server was down, synced after it is back."""
+while the server was down, synced after it is back. The trainings run in their own processes, as users run
+them; promote and sync in this one (`cli_in_process`: the servers are what is tested here, and those
+commands import MLflow, seconds each)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from helpers import Server, run_cli, smoke_args
+from helpers import Server, cli_in_process, run_cli, smoke_args
 from mlflow_venv import VersionServer, server_python
 
 pytestmark = pytest.mark.slow
@@ -80,9 +82,9 @@ def test_train_compare_promote_rollback(server, tmp_path, synthetic_data):
     verdict = json.loads(r.stdout)
     assert {x["run_id"] for x in verdict["runs"]} == {run_a, run_b}
 
-    r = run_cli("promote", run_a, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
+    r = cli_in_process("promote", run_a, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    r = run_cli("promote", run_b, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
+    r = cli_in_process("promote", run_b, "--model", "det", "--force", "--tracking-uri", server.uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert not any(h in (r.stdout + r.stderr).lower() for h in HTML)
     mv = client.get_model_version_by_alias("det", "champion")
@@ -90,7 +92,7 @@ def test_train_compare_promote_rollback(server, tmp_path, synthetic_data):
     if server.line.startswith("2."):
         assert mv.source.endswith(f"{run_b}/artifacts/model"), mv.source
 
-    r = run_cli("promote", "--rollback", "--model", "det", "--tracking-uri", server.uri, cwd=tmp_path)
+    r = cli_in_process("promote", "--rollback", "--model", "det", "--tracking-uri", server.uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert client.get_model_version_by_alias("det", "champion").version == "1"
 
@@ -106,12 +108,13 @@ def test_sync_after_an_outage(server, tmp_path, synthetic_data):
     assert "spooled locally" in out, out[-2000:]
     server.start()
     _warm(uri)
-    r = run_cli("sync", "--spool-dir", str(spool), "--tracking-uri", uri, cwd=tmp_path)
+    r = cli_in_process("sync", "--spool-dir", str(spool), "--tracking-uri", uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("servers").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    r = run_cli("promote", runs[0].info.run_id, "--model", "det", "--force", "--tracking-uri", uri, cwd=tmp_path)
+    r = cli_in_process("promote", runs[0].info.run_id, "--model", "det", "--force", "--tracking-uri", uri,
+                       cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert client.get_model_version_by_alias("det", "champion").run_id == runs[0].info.run_id
 
