@@ -25,23 +25,31 @@ def _warm(uri: str) -> None:
     MlflowClient(uri).search_experiments(max_results=1)
 
 
-@pytest.fixture(params=["2.22.5", "3.x"])
-def server(request, tmp_path):
+@pytest.fixture(scope="module", params=["2.22.5", "3.x"])
+def line_server(request, tmp_path_factory):
+    """One server of each line for the module's tests (each test in its own experiment and model)."""
+    folder = tmp_path_factory.mktemp(f"server-{request.param}")
     if request.param == "3.x":
-        srv = Server(tmp_path / "server-dir")
+        srv = Server(folder)
     else:
-        srv = VersionServer(tmp_path / "server-dir", server_python(request.param))
-    srv.dir.mkdir()
-    srv.start()
-    _warm(srv.uri)
+        srv = VersionServer(folder, server_python(request.param))
     srv.line = request.param
     yield srv
     srv.kill()
 
 
-def _train(tmp_path, data, uri, name, env=None):
+@pytest.fixture
+def server(line_server):
+    """The line's server, up (started on first use, again after a test that stopped it)."""
+    if line_server.proc is None:
+        line_server.start()
+        _warm(line_server.uri)
+    return line_server
+
+
+def _train(tmp_path, data, uri, name, env=None, experiment="servers"):
     r = run_cli(*smoke_args(tmp_path, data, "--set", f"name={name}", "--tracking-uri", uri,
-                            "--experiment", "servers"), cwd=tmp_path, env=env)
+                            "--experiment", experiment), cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout + r.stderr
     assert not any(h in out.lower() for h in HTML), out[-3000:]
@@ -104,19 +112,20 @@ def test_sync_after_an_outage(server, tmp_path, synthetic_data):
     uri = server.uri
     server.kill()
     spool = tmp_path / "spool"
-    out = _train(tmp_path, synthetic_data, uri, "offline", env={"SAI_MLFLOW_SPOOL_DIR": str(spool)})
+    out = _train(tmp_path, synthetic_data, uri, "offline", env={"SAI_MLFLOW_SPOOL_DIR": str(spool)},
+                 experiment="outage")
     assert "spooled locally" in out, out[-2000:]
     server.start()
     _warm(uri)
     r = cli_in_process("sync", "--spool-dir", str(spool), "--tracking-uri", uri, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("servers").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    r = cli_in_process("promote", runs[0].info.run_id, "--model", "det", "--force", "--tracking-uri", uri,
+    r = cli_in_process("promote", runs[0].info.run_id, "--model", "det-outage", "--force", "--tracking-uri", uri,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert client.get_model_version_by_alias("det", "champion").run_id == runs[0].info.run_id
+    assert client.get_model_version_by_alias("det-outage", "champion").run_id == runs[0].info.run_id
 
 
 def test_capabilities_are_asked_once_per_process(server):
