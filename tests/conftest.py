@@ -88,3 +88,22 @@ def pg():
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def _session_server(tmp_path_factory):
+    from helpers import Server
+
+    srv = Server(tmp_path_factory.mktemp("plain_server"))
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture
+def plain_server(_session_server):
+    """A plain `mlflow server` (sqlite, no login) shared by the tests that only need "a server" (a start is seconds
+    on 2 cores): each test writes in its own experiment and leaves the server running; started again if not."""
+    if _session_server.proc is None or _session_server.proc.poll() is not None:
+        _session_server.kill()
+        _session_server.start()
+    return _session_server

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, Server
+from helpers import ROOT
 
 from sai_mlflow import keys as K
 
@@ -57,11 +57,6 @@ def test_eight_processes_on_one_sqlite_store(tmp_path, synthetic_data):
     _check_every_point(uri)
 
 
-def test_eight_processes_on_one_mlflow_server(tmp_path, synthetic_data):
-    srv = Server(tmp_path)
-    srv.start()
-    try:
-        _train_all(tmp_path, synthetic_data, srv.uri)
-        _check_every_point(srv.uri)
-    finally:
-        srv.kill()
+def test_eight_processes_on_one_mlflow_server(tmp_path, synthetic_data, plain_server):
+    _train_all(tmp_path, synthetic_data, plain_server.uri)
+    _check_every_point(plain_server.uri)

@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 import pytest
-from helpers import ROOT, Server, cli_in_process, free_port
+from helpers import ROOT, cli_in_process, free_port
 
 from sai_mlflow import keys as K
 
@@ -72,25 +72,19 @@ def test_a_plain_http_server_is_refused_by_train_and_compare_runs(tmp_path, synt
 
 
 @pytest.mark.slow
-def test_a_wrong_path_on_a_real_mlflow_server_is_refused(tmp_path, synthetic_data):
-    server = Server(tmp_path / "srv")
-    (tmp_path / "srv").mkdir()
-    server.start()
-    try:
-        wrong = server.uri + "/not-mlflow"
-        work = tmp_path / "w"
-        work.mkdir()
-        r = _train(work, synthetic_data, wrong)
-        _refused(r, wrong, "HTTP 404")
-        _nothing_trained(work)
-        r = cli_in_process("compare-runs", "--experiment", "x", "--tracking-uri", wrong, cwd=work)
-        _refused(r, wrong, "HTTP 404")
-        # the right path on the same server is used as before (refusal only for what is not MLflow)
-        r = cli_in_process("compare-runs", "--experiment", "nothing-here", "--tracking-uri", server.uri, cwd=work)
-        assert "not an MLflow tracking server" not in r.stderr, r.stderr[-2000:]
-        _nothing_trained(work)
-    finally:
-        server.kill()
+def test_a_wrong_path_on_a_real_mlflow_server_is_refused(tmp_path, synthetic_data, plain_server):
+    wrong = plain_server.uri + "/not-mlflow"
+    work = tmp_path / "w"
+    work.mkdir()
+    r = _train(work, synthetic_data, wrong)
+    _refused(r, wrong, "HTTP 404")
+    _nothing_trained(work)
+    r = cli_in_process("compare-runs", "--experiment", "x", "--tracking-uri", wrong, cwd=work)
+    _refused(r, wrong, "HTTP 404")
+    # the right path on the same server is used as before (refusal only for what is not MLflow)
+    r = cli_in_process("compare-runs", "--experiment", "nothing-here", "--tracking-uri", plain_server.uri, cwd=work)
+    assert "not an MLflow tracking server" not in r.stderr, r.stderr[-2000:]
+    _nothing_trained(work)
 
 
 # --- a read-only store --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from helpers import ROOT, Server, free_port
+from helpers import ROOT, free_port
 
 SCRIPT = str(ROOT / "scripts" / "team_server.sh")
 
@@ -31,26 +31,21 @@ def test_stop_without_a_start_says_so_and_creates_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_port_held_by_another_mlflow_server_is_refused_and_never_up(tmp_path):
-    (tmp_path / "other").mkdir()
-    other = Server(tmp_path / "other")  # a plain MLflow server: no basic auth, no PostgreSQL, not ours
-    other.start()
-    try:
-        env = _env(tmp_path, other.port)
-        r = _run(env, "start")
-        assert r.returncode == 2, r.stdout + r.stderr
-        assert f"port {other.port} is already held by another server" in r.stderr and "nothing was started" in r.stderr
-        assert "admin login" not in r.stdout and "MLFLOW_TRACKING_PASSWORD" not in r.stdout
-        assert not (tmp_path / "team").exists()  # no secrets, no database cluster
-        # a team folder whose server is not running while the foreign one answers on its port
-        (tmp_path / "team").mkdir()
-        (tmp_path / "team" / "secrets.env").write_text("PG_PASSWORD=x\nADMIN_PASSWORD=y\nFLASK_KEY=z\n")
-        r = _run(env, "status")
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert "mlflow server: up" not in r.stdout and "not this script's" in r.stdout
-        assert "admin login" not in r.stdout
-        r = _run(env, "stop")
-        assert "no mlflow server started by this script is running" in r.stdout, r.stdout + r.stderr
-        assert other.proc.poll() is None  # the foreign server is left alone
-    finally:
-        other.kill()
+def test_a_port_held_by_another_mlflow_server_is_refused_and_never_up(tmp_path, plain_server):
+    other = plain_server  # a plain MLflow server: no basic auth, no PostgreSQL, not ours
+    env = _env(tmp_path, other.port)
+    r = _run(env, "start")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"port {other.port} is already held by another server" in r.stderr and "nothing was started" in r.stderr
+    assert "admin login" not in r.stdout and "MLFLOW_TRACKING_PASSWORD" not in r.stdout
+    assert not (tmp_path / "team").exists()  # no secrets, no database cluster
+    # a team folder whose server is not running while the foreign one answers on its port
+    (tmp_path / "team").mkdir()
+    (tmp_path / "team" / "secrets.env").write_text("PG_PASSWORD=x\nADMIN_PASSWORD=y\nFLASK_KEY=z\n")
+    r = _run(env, "status")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "mlflow server: up" not in r.stdout and "not this script's" in r.stdout
+    assert "admin login" not in r.stdout
+    r = _run(env, "stop")
+    assert "no mlflow server started by this script is running" in r.stdout, r.stdout + r.stderr
+    assert other.proc.poll() is None  # the foreign server is left alone
