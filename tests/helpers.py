@@ -23,26 +23,9 @@ EPOCHS, BATCH = 3, 8
 
 def run_cli(*args, cwd, env=None, timeout=600, drop_env=()):
     """`sai-mlflow ARGS` in a child process; `drop_env`: variables the child must not inherit."""
-    return finish_cli(start_cli(*args, cwd=cwd, env=env, drop_env=drop_env), timeout)
-
-
-def start_cli(*args, cwd, env=None, drop_env=()) -> subprocess.Popen:
-    """`run_cli` started and not waited for (`finish_cli`): commands that do not depend on each other run side by
-    side, each its own process; on 2 cores one's imports overlap the other's."""
     full_env = {k: v for k, v in {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}.items() if k not in drop_env}
-    return subprocess.Popen([sys.executable, "-m", "sai_mlflow.cli", *args], cwd=cwd, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish_cli(proc: subprocess.Popen, timeout=600) -> subprocess.CompletedProcess:
-    """Wait for a `start_cli` command: what `run_cli` returns (killed on timeout, as subprocess.run does)."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.run([sys.executable, "-m", "sai_mlflow.cli", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # Ultralytics' own MLflow callback returns early when it sees pytest (PYTEST_CURRENT_TEST): a child that must
