@@ -90,6 +90,14 @@ def pg():
     cluster.destroy()
 
 
+def _up(srv):
+    """`srv`, started if it is not running (first use, or a test left it down)."""
+    if srv.proc is None or srv.proc.poll() is not None:
+        srv.kill()
+        srv.start()
+    return srv
+
+
 @pytest.fixture(scope="session")
 def _session_server(tmp_path_factory):
     from helpers import Server
@@ -103,7 +111,10 @@ def _session_server(tmp_path_factory):
 def plain_server(_session_server):
     """A plain `mlflow server` (sqlite, no login) shared by the tests that only need "a server" (a start is seconds
     on 2 cores): each test writes in its own experiment and leaves the server running; started again if not."""
-    if _session_server.proc is None or _session_server.proc.poll() is not None:
-        _session_server.kill()
-        _session_server.start()
-    return _session_server
+    return _up(_session_server)
+
+
+@pytest.fixture(scope="module")
+def module_plain_server(_session_server):
+    """`plain_server` for a module-scoped fixture."""
+    return _up(_session_server)

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import Server
 
 from sai_mlflow.tracking.sink import Batch
 from sai_mlflow.tracking.spool import Spool, SpoolingSink
@@ -91,13 +90,11 @@ class FaultProxy:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("statuses"))
-    srv.start()
-    proxy = FaultProxy(srv.uri)
-    yield srv, proxy
+def served(module_plain_server):
+    """The session's plain server (runs in experiment "statuses") behind this module's fault proxy."""
+    proxy = FaultProxy(module_plain_server.uri)
+    yield module_plain_server, proxy
     proxy.close()
-    srv.kill()
 
 
 def _spooled_run(served, tmp_path):
