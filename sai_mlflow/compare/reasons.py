@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import keys as K
 from ..errors import closest
-from ..telemetry.steady_memory import SteadyMemory, steady_memory, steady_picks, steady_start
+from ..telemetry.steady_memory import SteadyMemory, steady_indices, steady_memory
 from .memfit import MemoryFit, memory_advice
 from .record import RunRecord, peak_fraction, plausibility
 from .text import HUGE, epochs_text, pct
@@ -238,7 +238,7 @@ def summary_covers_memory(r: RunRecord) -> bool:
 def _steady(r: RunRecord) -> SteadyMemory | None:
     """The steady half's figures: from the summary when it covers the series, else from the fetched points."""
     if summary_covers_memory(r):
-        judged = len(steady_picks(r.memory_samples - steady_start(r.memory_samples)))
+        judged = len(steady_indices(r.memory_samples))
         return SteadyMemory(r.memory_samples, judged, r.memory_steady_span_s or 0.0, r.memory_growth_gib_per_h)
     return steady_memory(r.memory_steady, r.memory_samples) if r.memory_steady is not None else None
 

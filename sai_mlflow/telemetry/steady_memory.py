@@ -32,10 +32,19 @@ def steady_picks(steady_samples: int) -> list[int]:
     return sample_indices(steady_samples, STEADY_POINTS)
 
 
+def steady_indices(held: int, first_step: int = 0) -> list[int] | None:
+    """Which of `held` samples, from step `first_step` on, are the judged points of the whole series' steady
+    half (its second half, picked by `steady_picks`); None when earlier steps (a resumed run's earlier
+    sessions) hold part of that half."""
+    start = steady_start(first_step + held) - first_step
+    if start < 0:
+        return None
+    return [start + i for i in steady_picks(held - start)]
+
+
 def steady_half(points: Sequence) -> list:
-    """The judged points of a whole series held in memory (any units): its second half, as `steady_picks` keeps."""
-    half = points[steady_start(len(points)):]
-    return [half[i] for i in steady_picks(len(half))]
+    """The judged points of a whole series held in memory (any units)."""
+    return [points[i] for i in steady_indices(len(points))]
 
 
 def memory_slope_gib_per_hour(samples: Sequence[tuple[float, float]]) -> float | None:
@@ -69,11 +78,10 @@ def steady_memory(points: Sequence[tuple[float, float]], series_samples: int | N
 
 
 def steady_memory_of_series(samples_ms: Sequence[tuple[float, float]], first_step: int = 0) -> SteadyMemory | None:
-    """The figures of a whole series given as (time ms, GiB) samples from step `first_step` on (a resumed run's
-    earlier sessions hold the steps before); None when those steps hold part of the steady half."""
+    """The figures of a whole series given as (time ms, GiB) samples from step `first_step` on; None when
+    there are none or earlier steps hold part of the steady half."""
     held = len(samples_ms)  # read once: a monitor thread may append meanwhile
-    start = steady_start(first_step + held) - first_step
-    if not held or start < 0:
+    picks = steady_indices(held, first_step) if held else None
+    if picks is None:
         return None
-    picked = (samples_ms[start + i] for i in steady_picks(held - start))
-    return steady_memory([(ms / 1000.0, g) for ms, g in picked], first_step + held)
+    return steady_memory([(samples_ms[i][0] / 1000.0, samples_ms[i][1]) for i in picks], first_step + held)
